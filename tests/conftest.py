@@ -1,0 +1,58 @@
+"""Shared fixtures: a small toy dataset generated once per session, and Hydra composition helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig
+
+from wsl.run import CONF_DIR, register_resolvers
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+register_resolvers()
+
+SMALL_TOY = {"n_train": 48, "n_val": 24}
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A data root holding a small toy dataset (generated once for the whole session)."""
+    from wsl.data.toy import ensure_toy
+
+    root = tmp_path_factory.mktemp("data")
+    ensure_toy(root / "toy", seed=0, **SMALL_TOY)
+    return root
+
+
+@pytest.fixture
+def compose(data_root: Path, tmp_path: Path):
+    """``compose(overrides) -> cfg``: the real configuration, data in ``data_root``, outputs in tmp_path."""
+    return lambda overrides, output_root=tmp_path: compose_cfg(overrides, data_root, output_root)
+
+
+def compose_cfg(overrides: list[str], data_root: Path, output_root: Path) -> DictConfig:
+    """Compose the real configuration with the compose API, pointed at test folders."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(
+            config_name="config",
+            overrides=[
+                f"paths.data_root={data_root}",
+                f"paths.output_root={output_root}",
+                *overrides,
+                *toy_size_overrides(overrides),
+            ],
+            return_hydra_config=False,
+        )
+
+
+def toy_size_overrides(overrides: list[str]) -> list[str]:
+    """Make the generated toy dataset the small one of :func:`data_root` (only for the toy datasets)."""
+    dataset = next((o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")), "toy")
+    if dataset not in ("toy", "toy_coco"):
+        return []
+    return [f"++dataset.prepare.{k}={v}" for k, v in SMALL_TOY.items()]

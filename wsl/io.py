@@ -1,0 +1,282 @@
+"""Every file format wsl reads or writes, in one place.
+
+All writers are atomic: they write to a temporary file in the destination folder and ``os.replace`` it,
+so an interrupted run never leaves a half-written file behind and a re-run can trust any file it finds.
+Nothing here unpickles: arrays are ``.npz`` read with ``allow_pickle=False``, checkpoints are read with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+# ---------------------------------------------------------------------------------------------- atomic
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    The temporary file keeps ``path``'s suffix (or ``suffix``) so that writers that infer the format from
+    the name (PIL, matplotlib, torch) work. On error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+# ------------------------------------------------------------------------------------------ CAM store
+
+CAM_KEYS = ("classes", "maps", "logits", "image_size")
+
+
+def save_cams(
+    path: str | os.PathLike,
+    classes: np.ndarray,
+    maps: np.ndarray,
+    logits: np.ndarray,
+    image_size: tuple[int, int],
+) -> None:
+    """Write one image's maps as ``.npz`` with named arrays (no pickles).
+
+    classes: int64 (K,) 0-based class indices; maps: (K, h, w) stored float16 at ``ceil(H/s) x ceil(W/s)``;
+    logits: float32 (C,) classifier scores; image_size: (H, W) of the original image.
+    """
+    classes = np.asarray(classes, dtype=np.int64)
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or maps.shape[0] != classes.shape[0]:
+        raise ValueError(f"maps must be (K, h, w) with K={classes.shape[0]}, got {maps.shape}")
+    if not np.isfinite(maps).all():
+        raise ValueError(f"refusing to store non-finite maps in {path}")
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        classes=classes,
+        maps=maps.astype(np.float16),
+        logits=np.asarray(logits, dtype=np.float32),
+        image_size=np.asarray(image_size, dtype=np.int64),
+    )
+    write_bytes(path, buf.getvalue())
+
+
+def load_cams(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a file written by :func:`save_cams`; maps come back as float32."""
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in CAM_KEYS if k not in z.files]
+        if missing:
+            raise ValueError(f"{path} is not a wsl CAM file: missing arrays {missing}")
+        out = {k: z[k] for k in CAM_KEYS}
+    out["maps"] = out["maps"].astype(np.float32)
+    return out
+
+
+def is_complete_npz(path: str | os.PathLike, keys: tuple[str, ...] = CAM_KEYS) -> bool:
+    """True when ``path`` exists and holds every named array (what a resumed run trusts)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return all(k in z.files for k in keys)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+# --------------------------------------------------------------------------------------- label PNGs
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map (bit-interleaved): 1 -> (128,0,0), 255 -> (224,224,192). Shape (n, 3)."""
+    pal = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write an (H, W) uint8 label map as a palette PNG with the VOC palette (255 = void / unlabelled)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"label map must be (H, W), got {labels.shape}")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
+        raise ValueError("label values must lie in [0, 255]")
+    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    img.putpalette(voc_palette().reshape(-1).tolist())
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """Read class indices from a label PNG as they are stored (palette indices, never RGB colours)."""
+    with Image.open(path) as img:
+        if img.mode not in ("P", "L"):
+            raise ValueError(f"{path}: label PNGs must be palette or single-channel, got mode {img.mode}")
+        return np.array(img, dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------------- images
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as RGB uint8 (H, W, 3). Truncated or unreadable files raise ``OSError``."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
+    """Write an RGB uint8 (H, W, 3) image; the format follows the suffix (JPEG, PNG)."""
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    with atomic_path(path) as tmp:
+        fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
+        img.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+
+
+# ----------------------------------------------------------------------------------------- VOC XML
+
+
+def write_voc_xml(
+    path: str | os.PathLike,
+    image_id: str,
+    size_hw: tuple[int, int],
+    objects: list[Mapping[str, Any]],
+) -> None:
+    """Write a VOC annotation. objects: dicts with ``name``, ``bbox`` (x0, y0, x1, y1, 0-based inclusive)
+    and optional ``difficult``; the file stores 1-based inclusive coordinates, as VOC does."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(size_hw[1])
+    ET.SubElement(size, "height").text = str(size_hw[0])
+    ET.SubElement(size, "depth").text = "3"
+    ET.SubElement(root, "segmented").text = "1"
+    for obj in objects:
+        o = ET.SubElement(root, "object")
+        ET.SubElement(o, "name").text = str(obj["name"])
+        ET.SubElement(o, "difficult").text = str(int(bool(obj.get("difficult", False))))
+        bb = ET.SubElement(o, "bndbox")
+        x0, y0, x1, y1 = (int(v) for v in obj["bbox"])
+        for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (x0 + 1, y0 + 1, x1 + 1, y1 + 1)):
+            ET.SubElement(bb, k).text = str(v)
+    ET.indent(root)
+    write_bytes(path, ET.tostring(root, encoding="utf-8"))
+
+
+def read_voc_xml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a VOC annotation: ``{"size": (H, W), "objects": [{"name", "difficult", "bbox"}]}``, with
+    ``bbox`` converted to 0-based inclusive (x0, y0, x1, y1)."""
+    root = ET.parse(path).getroot()
+    size = root.find("size")
+    hw = (int(size.findtext("height")), int(size.findtext("width"))) if size is not None else (0, 0)
+    objects = []
+    for o in root.iter("object"):
+        bb = o.find("bndbox")
+        coords = [int(round(float(bb.findtext(k)))) - 1 for k in ("xmin", "ymin", "xmax", "ymax")]
+        objects.append(
+            {
+                "name": o.findtext("name").strip(),
+                "difficult": bool(int(o.findtext("difficult", "0") or 0)),
+                "bbox": tuple(coords),
+            }
+        )
+    return {"size": hw, "objects": objects}
+
+
+# ----------------------------------------------------------------------------------------- id lists
+
+
+def read_id_list(path: str | os.PathLike) -> list[str]:
+    """Read a list file of image ids, one per line (first token), rejecting anything that is a path."""
+    ids = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            tok = line.split()
+            if tok:
+                ids.append(check_id(tok[0], source=str(path)))
+    return ids
+
+
+def check_id(image_id: str, source: str = "") -> str:
+    """An id is a file stem, never a path: reject separators, ``..`` and absolute names."""
+    bad = (
+        not image_id
+        or "/" in image_id
+        or "\\" in image_id
+        or image_id in (".", "..")
+        or ".." in image_id
+        or os.path.isabs(image_id)
+        or "\x00" in image_id
+    )
+    if bad:
+        where = f" in {source}" if source else ""
+        raise ValueError(f"invalid image id {image_id!r}{where}: ids are file stems, not paths")
+    return image_id
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Save a checkpoint made only of tensors, numbers, strings, lists and dicts (loadable weights_only)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: never unpickles arbitrary objects."""
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=True)

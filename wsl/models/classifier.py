@@ -1,0 +1,103 @@
+"""Multi-label classifiers: a backbone, global average pooling and one linear layer.
+
+That head is what CAM (Zhou et al., CVPR 2016) needs, and with it CAM, Grad-CAM and HiResCAM agree up to
+a positive constant per class. The target layer of each architecture is named in its model config.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+
+import torch
+import torchvision
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "vgg16")
+ARCHS = ("small_cnn", *TORCHVISION_ARCHS)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """A fast classifier for the toy data: six 3x3 conv layers (output stride 8), GAP, linear.
+
+    A strided stem and early pooling keep it cheap on a CPU (about 0.17 GMAC per 160 px image);
+    ``features`` ends at stride 8, so a 160 px image gives 20 x 20 maps.
+    """
+
+    def __init__(self, num_classes: int, width: int = 24) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *_conv(3, w, stride=2),
+            nn.MaxPool2d(2),
+            *_conv(w, 2 * w),
+            *_conv(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *_conv(2 * w, 4 * w),
+            *_conv(4 * w, 4 * w),
+            *_conv(4 * w, 4 * w),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, C) class scores."""
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class VGGGAP(nn.Module):
+    """VGG-16 convolutions without the last max pooling (stride 16), GAP and one linear layer."""
+
+    def __init__(self, vgg: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*list(vgg.features.children())[:-1])
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def imagenet_weights(arch: str):
+    """torchvision's ImageNet weights enum for ``arch``."""
+    return torchvision.models.get_model_weights(arch).DEFAULT
+
+
+def load_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
+    """Download (once, into the torch hub cache) and return the ImageNet state dict of ``arch``.
+
+    Offline this raises one clear line saying where to put the file.
+    """
+    weights = imagenet_weights(arch)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except (urllib.error.URLError, OSError, RuntimeError) as e:
+        target = f"{torch.hub.get_dir()}/checkpoints/{weights.url.rsplit('/', 1)[-1]}"
+        raise RuntimeError(
+            f"cannot get ImageNet weights for {arch} ({type(e).__name__}): download {weights.url} to "
+            f"{target}, or set model.pretrained=false"
+        ) from None
+
+
+def build_classifier(arch: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+    """A classifier returning (B, num_classes) scores; see the module docstring."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown classifier {arch!r}; allowed: {', '.join(ARCHS)}")
+    if arch == "small_cnn":
+        if pretrained:
+            raise ValueError("small_cnn has no pretrained weights; set model.pretrained=false")
+        return SmallCNN(num_classes)
+    net = getattr(torchvision.models, arch)(weights=None)
+    if pretrained:
+        net.load_state_dict(load_imagenet_state(arch))
+        log.info("initialised %s from torchvision's ImageNet weights", arch)
+    if arch == "vgg16":
+        return VGGGAP(net, num_classes)
+    net.fc = nn.Linear(net.fc.in_features, num_classes)
+    return net

@@ -1,0 +1,110 @@
+"""Overlay pictures of stage=benchmark (its gallery) and stage=visualize, drawn with ``wsl.cam.overlay``.
+
+A panel is the heatmap over the image (jet, alpha 0.5), the GT boxes of the class in green and the
+predicted box(es) in magenta. :func:`auto_layers` picks the target layers of the layer comparison.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from wsl import io
+from wsl.cam import draw_boxes, overlay
+from wsl.stages.camfiles import load_full
+
+GT_COLOR = (0, 220, 0)
+PRED_COLOR = (255, 0, 255)
+
+
+def panel(image: np.ndarray, map_hw: np.ndarray | None, gt_boxes=(), pred_boxes=(), alpha: float = 0.5):
+    """``image`` (H, W, 3) uint8 with ``map_hw`` blended over it (None: the image alone) and boxes drawn."""
+    out = image if map_hw is None else overlay(image, map_hw, alpha=alpha)
+    if len(gt_boxes):
+        out = draw_boxes(out, np.asarray(gt_boxes).reshape(-1, 4), color=GT_COLOR)
+    if len(pred_boxes):
+        out = draw_boxes(out, np.asarray(pred_boxes).reshape(-1, 4), color=PRED_COLOR)
+    return out
+
+
+def read_boxes(path: Path) -> dict[tuple[int, int], list[list[int]]]:
+    """stage=boxes' COCO results as ``{(image_id, category_id): [[x0, y0, x1, y1], ...]}`` (inclusive)."""
+    out: dict[tuple[int, int], list[list[int]]] = {}
+    for r in io.read_json(path) if path.is_file() else []:
+        x, y, w, h = r["bbox"]
+        out.setdefault((r["image_id"], r["category_id"]), []).append([x, y, x + w - 1, y + h - 1])
+    return out
+
+
+def gallery(ds, run: Path, methods: Sequence[str], split: str, indices: list[int], out: Path) -> list[dict]:
+    """Write ``out/gallery/<id>.png`` (image + all GT boxes) and ``<id>__<method>.png`` (the top labelled
+    class of each image, the same across methods); return the rows of the HTML gallery."""
+    boxes = {m: read_boxes(run / "boxes" / m / split / "boxes.json") for m in methods}
+    labels = ds.labels()
+    rows = []
+    for i in indices:
+        image_id, image = ds.ids[i], ds.load_image(i)
+        gt = ds.load_boxes(i) if ds.has_boxes else {"boxes": np.zeros((0, 4)), "labels": np.zeros(0)}
+        recs = {
+            m: load_full(run / "cams" / m / split / f"{image_id}.npz")
+            for m in methods
+            if (run / "cams" / m / split / f"{image_id}.npz").is_file()
+        }
+        present = np.flatnonzero(labels[i] > 0)
+        logits = next(iter(recs.values()))["logits"] if recs else np.zeros(ds.num_classes)
+        c = int(present[np.argmax(logits[present])]) if present.size else int(np.argmax(logits))
+        names = [ds.class_names[k] for k in gt["labels"].tolist()]
+        io.write_image(
+            out / "gallery" / f"{image_id}.png", draw_boxes(image, gt["boxes"], GT_COLOR, names, 1)
+        )
+        cells: dict[str, str | None] = {}
+        for m in methods:
+            rec = recs.get(m)
+            k = np.flatnonzero(rec["classes"] == c) if rec is not None else []
+            if not len(k):
+                cells[m] = None
+                continue
+            pred = boxes[m].get((ds.coco_image_id(i), ds.category_ids[c]), [])
+            pic = panel(image, rec["full"][k[0]], gt["boxes"][gt["labels"] == c], pred)
+            cells[m] = f"gallery/{image_id}__{m}.png"
+            io.write_image(out / cells[m], pic)
+        rows.append(
+            {"id": image_id, "class": ds.class_names[c], "image": f"gallery/{image_id}.png", "cells": cells}
+        )
+    return rows
+
+
+def auto_layers(model: nn.Module, target_layer: str, x: torch.Tensor, most: int = 4) -> list[str]:
+    """The module that finishes last at each spatial resolution, up to and including ``target_layer``;
+    the deepest ``most`` of them (ResNet: layer1..layer4; the small CNN: one per stage of ``features``).
+    Modules run more than once per forward pass (ResNet's shared ReLUs) are never picked."""
+    order: list[tuple[str, tuple[int, ...]]] = []
+    calls: Counter[str] = Counter()
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output) -> None:
+            calls[name] += 1
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                order.append((name, tuple(output.shape[-2:])))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    last: dict[tuple[int, ...], str] = {}
+    for name, hw in order:
+        if calls[name] == 1:
+            last[hw] = name
+        if name == target_layer:
+            break
+    return list(last.values())[-most:]

@@ -1,0 +1,201 @@
+"""What stage=benchmark measures itself on a subset of images: faithfulness, sanity and cost.
+
+- Faithfulness (``wsl.metrics.faithfulness``): deletion / insertion AUC (RISE) and Average Drop /
+  Increase in Confidence of the STORED maps (cams/<cam>/<split>, the maps the other scores judge) for
+  every (image, labelled class) pair; the class probability is the sigmoid of the logit (the classifier
+  is multi-label).
+- Sanity (``wsl.metrics.sanity``): cascading randomisation of the top ``blocks`` of a copy of the model,
+  maps recomputed single-scale, Spearman rank correlation of |map| with the trained model's maps.
+- Cost: one forward pass + the method per image (single scale, no flip, labelled classes), timed after
+  one warm-up image; peak memory added meanwhile, see :class:`PeakMemory`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from wsl import io
+from wsl.cam import CAMExtractor
+from wsl.data.transforms import to_tensor
+from wsl.metrics.faithfulness import average_drop_increase, deletion_insertion
+from wsl.metrics.sanity import cascading_randomization, flag
+
+PEAK_MEMORY_NOTE = (
+    "peak memory added while the maps are computed. CUDA: torch.cuda.max_memory_allocated minus the "
+    "allocation at the start (the peak counter is reset). CPU (Linux): a thread samples the resident set "
+    "size from /proc/self/statm every 2 ms; the largest sample minus the size at the start. Spikes shorter "
+    "than 2 ms can be missed and memory the allocator reuses from earlier work does not show: a lower bound."
+)
+
+
+@dataclass
+class Item:
+    """One image of the subset: its id, the normalised tensor (1, 3, H, W) and its labelled classes."""
+
+    id: str
+    x: torch.Tensor
+    classes: list[int]
+
+
+def load_items(ds, indices: list[int], mean, std, device: torch.device) -> list[Item]:
+    """The readable images among ``indices`` that have at least one labelled class."""
+    items, labels = [], ds.labels()
+    for i in indices:
+        classes = np.flatnonzero(labels[i] > 0).tolist()
+        try:
+            image = ds.load_image(i)
+        except OSError:
+            continue
+        if classes:
+            items.append(Item(ds.ids[i], to_tensor(image, mean, std)[None].to(device), classes))
+    return items
+
+
+class PeakMemory:
+    """Peak memory added inside a ``with`` block, in MB (``peak_mb``; None where it cannot be measured):
+    see :data:`PEAK_MEMORY_NOTE` for how."""
+
+    def __init__(self, device: torch.device, interval: float = 0.002) -> None:
+        self.device, self.interval = device, interval
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._max = 0
+
+    @staticmethod
+    def rss() -> int | None:
+        try:
+            with open("/proc/self/statm", encoding="ascii") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._max = max(self._max, self.rss() or 0)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._base = self.rss()
+            self._max = self._base or 0
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        end = self.rss()
+        if self._base is not None and end is not None:
+            self.peak_mb = max(self._max, end) / 2**20 - self._base / 2**20
+
+
+def cost(model: nn.Module, method: str, layer: str, items: list[Item], device: torch.device) -> dict:
+    """``images_per_s``, ``ms_per_map`` and ``peak_mb`` of ``method`` on ``items`` (the first is warm-up)."""
+    if len(items) < 2:
+        return {}
+    ext = CAMExtractor(model, method=method, target_layer=layer)
+    ext(items[0].x, [items[0].classes])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
+    with PeakMemory(device) as mem:
+        sync(device)
+        start = time.perf_counter()
+        for it in items[1:]:
+            ext(it.x, [it.classes])
+        sync(device)
+        elapsed = time.perf_counter() - start
+    n_maps = sum(len(it.classes) for it in items[1:])
+    return {
+        "images_per_s": (len(items) - 1) / elapsed,
+        "ms_per_map": 1000 * elapsed / n_maps,
+        "peak_mb": mem.peak_mb,
+    }
+
+
+def faithfulness(model: nn.Module, items: list[Item], cams, steps: int) -> dict:
+    """Deletion / insertion AUC and Average Drop / Increase over the (image, labelled class) pairs whose
+    map is stored in the folder ``cams``; mean curves ``(x, y)``: ``deletion_curve``, ``insertion_curve``."""
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(model(x).float())
+
+    runs: dict[str, list[dict]] = {"deletion": [], "insertion": []}
+    drops, increases = [], []
+    for it in items:
+        path = cams / f"{it.id}.npz"
+        if not io.is_complete_npz(path):
+            continue
+        rec = io.load_cams(path)
+        keep = [k for k, c in enumerate(rec["classes"].tolist()) if c in it.classes]
+        if not keep:
+            continue
+        maps = torch.from_numpy(rec["maps"][keep]).to(it.x.device)
+        cls = torch.as_tensor(rec["classes"][keep], device=it.x.device)
+        images = it.x.expand(len(keep), -1, -1, -1)
+        for mode, results in runs.items():
+            results.append(deletion_insertion(score, images, cls, maps, mode, n_steps=steps))
+        adi = average_drop_increase(score, images, cls, maps)
+        drops.append(adi["drop"])
+        increases.append(adi["increase"])
+    if not drops:
+        return {}
+    out: dict = {"faithfulness_pairs": int(torch.cat(drops).numel())}
+    x = torch.linspace(0, 1, steps + 1).tolist()
+    for mode, results in runs.items():
+        out[f"{mode}_auc"] = float(torch.cat([r["auc"] for r in results]).mean())
+        out[f"{mode}_curve"] = (x, torch.cat([r["curves"] for r in results]).mean(0).tolist())
+    out["average_drop"] = float(torch.cat(drops).mean())
+    out["increase_in_confidence"] = 100.0 * float(torch.cat(increases).float().mean())
+    return out
+
+
+def default_blocks(model: nn.Module, depth: int) -> list[str]:
+    """The last ``depth`` convolution / linear layers of ``model``, top (logits) first."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    return names[::-1][:depth]
+
+
+def sanity(
+    model: nn.Module,
+    method: str,
+    layer: str,
+    items: list[Item],
+    blocks: list[str],
+    threshold: float,
+    seed: int,
+) -> dict:
+    """Mean Spearman (and SSIM) of |map| after randomising ``blocks[0..i]``, over all maps of ``items``;
+    ``flagged`` when the mean Spearman after all ``blocks`` is above ``threshold``."""
+
+    def map_fn(m: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return CAMExtractor(m, method=method, target_layer=layer)(x, classes)
+
+    rho, ssim = [], []
+    for it in items:
+        classes = torch.tensor([it.classes], device=it.x.device)
+        res = cascading_randomization(model, blocks, map_fn, it.x, classes, seed=seed)
+        rho.append(res["spearman_per_map"])
+        ssim.append(res["ssim_per_map"])
+    if not rho:
+        return {}
+    curve, ssim_curve = np.concatenate(rho, 1).mean(1), np.concatenate(ssim, 1).mean(1)
+    return {
+        "sanity_curve": curve.tolist(),
+        "sanity_ssim": ssim_curve.tolist(),
+        "sanity_spearman": float(curve[-1]),
+        "flagged": flag({"spearman": curve}, threshold),
+    }

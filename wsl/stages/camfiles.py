@@ -1,0 +1,49 @@
+"""Reading what stage=cams wrote: the folder of a split, the files, maps at image resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from wsl import io
+from wsl.stages import UserError, common
+
+
+def cams_dir(cfg: DictConfig, split: str) -> Path:
+    return common.run_dir(cfg) / "cams" / cfg.cam.name / split
+
+
+def require_cams(cfg: DictConfig, split: str) -> Path:
+    folder = cams_dir(cfg, split)
+    if not (folder / "manifest.json").is_file():
+        raise UserError(
+            f"no CAMs at {folder}: run `python -m wsl.run stage=cams cam={cfg.cam.name} stage.split=...` first"
+        )
+    return folder
+
+
+def upsample(maps: np.ndarray, size_hw: tuple[int, int], renormalize: bool = True) -> np.ndarray:
+    """(K, h, w) stored maps -> (K, H, W) float32 at image resolution, bilinear (align_corners=False).
+
+    With ``renormalize`` each map is divided by its maximum again after upsampling (IRN normalises at
+    image resolution; interpolation can land slightly below the stored maximum of 1). Zero maps stay zero.
+    """
+    if maps.shape[0] == 0:
+        return np.zeros((0, *size_hw), np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
+    full = F.interpolate(t, size=tuple(size_hw), mode="bilinear", align_corners=False)[0]
+    if renormalize:
+        peak = full.flatten(1).amax(1).clamp_min(0).view(-1, 1, 1)
+        full = torch.where(peak > 0, full.clamp_min(0) / peak.clamp_min(1e-12), torch.zeros_like(full))
+    return full.numpy()
+
+
+def load_full(path: Path) -> dict[str, np.ndarray]:
+    """A CAM file with its maps upsampled to the image size (key ``full``)."""
+    rec = io.load_cams(path)
+    rec["full"] = upsample(rec["maps"], tuple(int(v) for v in rec["image_size"]))
+    return rec
