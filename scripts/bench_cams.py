@@ -117,8 +117,8 @@ def table(results: dict[int, dict[str, float]], args: argparse.Namespace, device
     head = ["size", "(a) forward", "(b) wsl all C", "(c) wsl K", "(d) pytorch-grad-cam", "(e) torchcam"]
     head += [f"{r} ({op} {v:g})" for r, (op, v) in TARGETS.items()]
     lines = [
-        f"ResNet-50 (random weights, {NUM_CLASSES} classes), batch {args.batch}, K = {args.k}, device {device}, "
-        f"{args.threads} threads, medians of {args.repeats}, torch {torch.__version__}",
+        f"ResNet-50 (random weights, {NUM_CLASSES} classes), batch {args.batch}, K = {args.k}, "
+        f"device {device}, {args.threads} threads, medians of {args.repeats}, torch {torch.__version__}",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

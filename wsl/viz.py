@@ -128,6 +128,10 @@ def plot_tradeoff(
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         if logx:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.margins(0.18)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")

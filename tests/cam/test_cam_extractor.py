@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -64,6 +65,8 @@ def test_ragged_classes_match_the_padded_call(tiny, x32, method):
     full = ext(x32, torch.tensor([[0, 2], [5, 5], [1, 1]]))
     assert torch.allclose(ragged[0], full[0], atol=1e-6)
     assert torch.allclose(ragged[1], full[1, :1], atol=1e-6)
+    from_numpy = ext(x32, np.array([[0, 2], [5, 5], [1, 1]]))  # lists in (any non-tensor), lists out
+    assert isinstance(from_numpy, list) and torch.allclose(torch.stack(from_numpy), full, atol=1e-6)
 
 
 @pytest.mark.parametrize(

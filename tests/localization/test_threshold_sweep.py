@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import wsl.localization.boxes as boxes_module
-from wsl.localization import canonical_levels, sweep_boxes, threshold_levels
+from wsl.localization import sweep_boxes
+from wsl.localization.thresholds import euler8
+from wsl.metrics.wsol import canonical_levels, threshold_levels
 
 
 def opencv_boxes(u8, t, multi_contour):
@@ -90,3 +92,18 @@ def test_canonical_levels_give_the_same_binary():
 def test_levels_must_increase():
     with pytest.raises(ValueError, match="increasing"):
         sweep_boxes(np.zeros((3, 3), np.uint8), np.array([5, 2]), True)
+
+
+def test_euler_number_of_every_level():
+    rng = np.random.default_rng(7)
+    for kind in ("smooth", "rings", "noise", "plateaus"):
+        u8 = u8_map(kind, rng, 31, 26)
+        levels = np.arange(0, 255)
+        want = []
+        for t in levels:
+            hierarchy = cv2.findContours((u8 > t).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[
+                -1
+            ]
+            h = np.zeros((0, 4)) if hierarchy is None else hierarchy[0]
+            want.append(int((h[:, 3] < 0).sum()) - int((h[:, 3] >= 0).sum()))  # components - holes
+        np.testing.assert_array_equal(euler8(u8, levels), want)

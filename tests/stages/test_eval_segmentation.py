@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from wsl import io
 from wsl.run import CONF_DIR
@@ -52,7 +53,7 @@ def tiny(tmp_path):
                 "dataset.class_names=[a,b]",
                 f"paths.output_root={tmp_path / 'out'}",
                 "run=t",
-                "stage=cams",
+                "stage=eval",
             ],
         )
     cams = tmp_path / "out" / "t" / "cams" / cfg.cam.name / "train"
@@ -115,8 +116,21 @@ def test_missing_cam_file_is_counted(tiny, tmp_path):
 
 
 def test_sweep_spec():
-    assert sweep_thresholds(None).tolist() == pytest.approx(np.arange(61) / 100)
-    assert sweep_thresholds({"start": 0.1, "stop": 0.3, "step": 0.1}).tolist() == pytest.approx(
-        [0.1, 0.2, 0.3]
-    )
-    assert sweep_thresholds([0.15, 0.3]).tolist() == [0.15, 0.3]
+    assert sweep_thresholds(OmegaConf.create({})).tolist() == pytest.approx(np.arange(61) / 100)
+    st = OmegaConf.create({"sweep_start": 0.1, "sweep_stop": 0.3, "sweep_step": 0.1})
+    assert sweep_thresholds(st).tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert sweep_thresholds(OmegaConf.create({"sweep": [0.15, 0.3]})).tolist() == [0.15, 0.3]
+
+
+def test_through_stage_eval(tiny):
+    """stage=eval stage.task=segmentation calls the evaluator and writes eval/<cam>/<split>/segmentation/."""
+    from wsl.stages import eval as eval_stage
+
+    cfg, run = tiny
+    cfg.stage.task, cfg.stage.split = "segmentation", "train"
+    m = eval_stage.run(cfg)["segmentation"]
+    assert m["miou"] == pytest.approx(HAND_MIOU, abs=1e-12) and m["images"] == 2
+    folder = run / "eval" / cfg.cam.name / "train" / "segmentation"
+    assert {"metrics.json", "metrics.md", "miou_vs_threshold.png", "manifest.json"} <= {
+        p.name for p in folder.iterdir()
+    }

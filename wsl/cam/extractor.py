@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
+from numbers import Integral
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +56,8 @@ def parse_classes(classes: Classes, batch: int, device: torch.device) -> tuple[T
             )
         index = classes.to(device=device, dtype=torch.long)
         return index, torch.ones_like(index, dtype=torch.bool)
+    if hasattr(classes, "tolist"):  # a NumPy array: B lists
+        classes = classes.tolist()
     if not isinstance(classes, Sequence) or isinstance(classes, str):
         raise ValueError(
             f"classes must be None, a (B, K) tensor or B lists of ints, not {type(classes).__name__}"
@@ -63,15 +66,15 @@ def parse_classes(classes: Classes, batch: int, device: torch.device) -> tuple[T
         raise ValueError(f"classes has {len(classes)} entries for a batch of {batch} images")
     lists = []
     for i, item in enumerate(classes):
-        values = item.tolist() if isinstance(item, Tensor) else item
-        if not isinstance(values, Sequence) or not all(isinstance(v, int) for v in values):
+        values = item.tolist() if hasattr(item, "tolist") else item
+        if not isinstance(values, Sequence) or not all(isinstance(v, Integral) for v in values):
             raise ValueError(f"classes[{i}] must be a list of ints, got {item!r}")
         lists.append(list(values))
     width = max((len(v) for v in lists), default=0)
     index = torch.zeros(batch, width, dtype=torch.long)
     valid = torch.zeros(batch, width, dtype=torch.bool)
     for i, values in enumerate(lists):
-        index[i, : len(values)] = torch.tensor(values, dtype=torch.long)
+        index[i, : len(values)] = torch.tensor([int(v) for v in values], dtype=torch.long)
         valid[i, : len(values)] = True
     return index.to(device), valid.to(device)
 
@@ -171,7 +174,7 @@ class CAMExtractor:
         # the gradient methods need autograd even when called under torch.inference_mode()
         with torch.inference_mode(False), frozen_model(self.model):
             parsed = parse_classes(classes, images.shape[0], device)
-            images = images.to(device)
+            images = images.detach().to(device)  # nothing below the target layer records a graph
             if images.is_inference():
                 images = images.clone()
             if mask is not None and mask.is_inference():
@@ -180,7 +183,7 @@ class CAMExtractor:
             maps = self.method.compute(ctx).detach().float()
         if self.relu:
             maps = maps.clamp(min=0)
-        if isinstance(classes, Sequence) and not isinstance(classes, Tensor):
+        if classes is not None and not isinstance(classes, Tensor):  # lists in, lists out
             return [maps[i, : int(n)] for i, n in enumerate(ctx.valid.sum(1).tolist())]
         return maps
 

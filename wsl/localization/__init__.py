@@ -9,16 +9,13 @@ from wsl.localization.boxes import (
     sweep_boxes,
     threshold_cut,
 )
-from wsl.localization.thresholds import canonical_levels, threshold_levels
 
 __all__ = [
     "boxes_from_map",
-    "canonical_levels",
     "check_map",
     "minmax_normalize",
     "otsu_level",
     "quantize_map",
     "sweep_boxes",
     "threshold_cut",
-    "threshold_levels",
 ]

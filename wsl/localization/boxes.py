@@ -131,7 +131,9 @@ def otsu_level(u8: np.ndarray) -> int:
 Method = Literal["relative", "percentile", "otsu"]
 
 
-def threshold_cut(score_map: np.ndarray, threshold: float | None = None, method: Method = "relative"):
+def threshold_cut(
+    score_map: np.ndarray, threshold: float | None = None, method: Method = "relative"
+) -> np.ndarray:
     """Foreground mask ``(H, W)`` bool of a map under one of three threshold rules.
 
     * ``"relative"`` (default, threshold defaults to 0.15): ``map > threshold * max(map)``;
@@ -175,7 +177,8 @@ def boxes_from_map(
 
     Returns:
         int64 array ``(N, 4)`` of inclusive ``x0, y0, x1, y1``. ``N = 0`` (shape ``(0, 4)``) when
-        no pixel is foreground, e.g. for an all-zero map or a constant map with the relative rule.
+        no pixel is strictly above the cut: an all-zero or non-positive map with the relative rule,
+        any constant map with Otsu. (A constant positive map is all foreground: one full box.)
     """
     if mode not in ("largest", "all"):
         raise ValueError(f"mode must be 'largest' or 'all', got {mode!r}")
@@ -193,7 +196,8 @@ def boxes_from_map(
 
 def _rect_boxes(x0, y0, x1, y1, height: int, width: int) -> np.ndarray:
     """wsolevaluation's box of an inclusive pixel rectangle: one past the end, then clipped."""
-    return np.stack([x0, y0, np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)], 1).astype(np.int64)
+    x1, y1 = np.minimum(x1 + 1, width - 1), np.minimum(y1 + 1, height - 1)
+    return np.stack([x0, y0, x1, y1], 1).astype(np.int64)
 
 
 def _direct(u8: np.ndarray, levels: np.ndarray, multi_contour: bool):
@@ -201,7 +205,9 @@ def _direct(u8: np.ndarray, levels: np.ndarray, multi_contour: bool):
     height, width = u8.shape
     boxes, index = [], []
     for i, t in enumerate(levels):
-        contours = cv2.findContours(cv2.compare(u8, int(t), cv2.CMP_GT), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+        contours = cv2.findContours(
+            cv2.compare(u8, int(t), cv2.CMP_GT), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE
+        )[-2]
         if not multi_contour and contours:
             contours = [max(contours, key=cv2.contourArea)]
         for c in contours:
@@ -220,6 +226,7 @@ def _with_trees(u8: np.ndarray, levels: np.ndarray, multi_contour: bool):
     holes, reach = found
     hole_level = holes["level"]
     if multi_contour:
+
         def counts():  # components = Euler number + holes
             return euler8(u8, levels) + np.bincount(hole_level, minlength=len(levels))
 
@@ -243,7 +250,9 @@ def _with_trees(u8: np.ndarray, levels: np.ndarray, multi_contour: bool):
     return boxes, fill["level"][pick]
 
 
-def sweep_boxes(u8: np.ndarray, levels, multi_contour: bool, method: str = "auto"):
+def sweep_boxes(
+    u8: np.ndarray, levels, multi_contour: bool, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """wsolevaluation's boxes of ``u8 > t`` for every level ``t``.
 
     Args:

@@ -1,4 +1,4 @@
-"""Threshold levels of a uint8 map and its component trees: every level's components at once.
+"""Component trees of a uint8 map: the components of every threshold level at once.
 
 For a ``uint8`` map ``v`` and increasing levels ``t``, the components of ``{v > t}`` are nested
 across levels (a component tree). :func:`component_levels` builds that tree top-down and returns
@@ -13,28 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["canonical_levels", "component_levels", "euler8", "fill_levels", "hole_levels", "threshold_levels"]
+__all__ = ["component_levels", "euler8", "fill_levels", "hole_levels"]
 
 _KERNELS = {4: cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), 8: np.ones((3, 3), np.uint8)}
-
-
-def threshold_levels(u8_max: int, thresholds) -> np.ndarray:
-    """``int(tau * u8_max)`` for every ``tau`` (truncation toward zero, as wsolevaluation), (T,)."""
-    taus = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if not np.isfinite(taus).all():
-        raise ValueError("thresholds must be finite")
-    return (taus * float(u8_max)).astype(np.int64)
-
-
-def canonical_levels(u8: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Map each level ``t`` to the largest value of ``u8`` that is ``<= t`` (``-1`` when none).
-
-    ``u8 > t`` and ``u8 > canonical(t)`` are the same binary image, so work is done once per
-    canonical level. Levels ``>= u8.max()`` (empty foreground) map to ``u8.max()``.
-    """
-    present = np.flatnonzero(cv2.calcHist([u8], [0], None, [256], [0, 256]).ravel())
-    pos = np.searchsorted(present, np.minimum(levels, 255), side="right") - 1
-    return np.where(pos >= 0, present[np.maximum(pos, 0)], -1)
 
 
 def _above(arrays, weights) -> np.ndarray:
@@ -70,25 +51,28 @@ def euler8(v: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return above[np.asarray(levels) + 1] // 4
 
 
-def _regional_maxima(v: np.ndarray, conn: int, floor: int):
+def _regional_maxima(v: np.ndarray, conn: int, floor: int, interior: bool = False):
     """One pixel (raster index), the value and a touches-the-border flag per regional maximum.
 
     A regional maximum is a ``conn``-connected plateau whose neighbours are all strictly lower;
-    every component of ``{v > t}`` contains one. Plateaus ``<= floor`` are left out.
+    every component of ``{v > t}`` contains one. Plateaus ``<= floor`` are left out, and so are
+    those touching the border when ``interior``.
     """
     k = _KERNELS[conn]
     cand = cv2.bitwise_and(cv2.compare(v, cv2.dilate(v, k), cv2.CMP_EQ), cv2.compare(v, floor, cv2.CMP_GT))
     other = cv2.dilate(cv2.bitwise_and(v, cv2.bitwise_not(cand)), k)  # highest non-candidate neighbour
     n, lab = cv2.connectedComponents(cand, connectivity=conn)
-    bad = np.zeros(n, dtype=bool)
-    bad[0] = True
-    bad[lab[(cand > 0) & (other == v)]] = True  # the plateau goes on into a non-maximum
+    keep = np.ones(n, dtype=bool)
+    keep[0] = False
+    keep[lab[cv2.bitwise_and(cand, cv2.compare(other, v, cv2.CMP_EQ)) > 0]] = False  # not a plateau top
     edge = np.zeros(n, dtype=bool)
     edge[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
-    good = np.flatnonzero(~bad)
-    flat = np.flatnonzero(cand)
+    if interior:
+        keep &= ~edge
+    flat = np.flatnonzero(keep[lab])
     rep = np.zeros(n, dtype=np.int64)
     rep[lab.ravel()[flat]] = flat  # any pixel of the plateau will do
+    good = np.flatnonzero(keep)
     return rep[good], v.ravel()[rep[good]], edge[good]
 
 
@@ -129,7 +113,12 @@ class _Tree:
                 x, y, w, h = (int(q) for q in stats[c, :4])
             else:
                 rows, cols = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
-                y, x, h, w = int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+                y, x, h, w = (
+                    int(rows[0]),
+                    int(cols[0]),
+                    int(rows[-1] - rows[0] + 1),
+                    int(cols[-1] - cols[0] + 1),
+                )
             crop = self.v[oy + y : oy + y + h, ox + x : ox + x + w]
             node = cv2.bitwise_and(crop, crop, mask=part[y : y + h, x : x + w])
             sel = inside == c
@@ -149,20 +138,18 @@ class _Tree:
             _, (q0, q1, _, _) = _quads(node)
             self.parts["area2"].append(_above([q0, q1], [1, 1])[lv + 1])
 
-    def split_level(self, node, j, top, rv, conn=None):
-        """First level index in (j, top] where ``_count(node > level, conn) >= 1 + (conn != 0)``.
+    def split_level(self, node, j, top, rv):
+        """First level index in (j, top] where the node is in several parts, or None.
 
-        By bisection: below the lowest regional maximum of the node, being split (or, with
-        ``conn=0``, having a part off the border) is monotone in the level. None if never."""
-        levels, conn = self.levels, self.conn if conn is None else conn
-        need = 1 if conn == 0 else 2
+        By bisection: below the lowest regional maximum of the node, being split is monotone."""
+        levels, conn = self.levels, self.conn
         jlim = min(int(np.searchsorted(levels, rv.min() - 1, side="right")) - 1, top)
         lo, hi = j, None
-        if jlim > j and _count(cv2.compare(node, int(levels[jlim]), cv2.CMP_GT), conn) >= need:
+        if jlim > j and _count(cv2.compare(node, int(levels[jlim]), cv2.CMP_GT), conn) >= 2:
             hi = jlim
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if _count(cv2.compare(node, int(levels[mid]), cv2.CMP_GT), conn) >= need:
+                if _count(cv2.compare(node, int(levels[mid]), cv2.CMP_GT), conn) >= 2:
                     hi = mid
                 else:
                     lo = mid
@@ -205,10 +192,15 @@ class _Tree:
                 live = rest
         for node, oy, ox, j, top, *_ in live:
             self.emit(node, oy, ox, j, top)
-        return {k: np.concatenate(p).astype(np.int64) if p else np.zeros(0, np.int64) for k, p in self.parts.items()}
+        return {
+            k: np.concatenate(p).astype(np.int64) if p else np.zeros(0, np.int64)
+            for k, p in self.parts.items()
+        }
 
 
-def component_levels(v, conn, levels, max_extrema, area=False, counts=None):
+def component_levels(
+    v: np.ndarray, conn: int, levels: np.ndarray, max_extrema: int, area: bool = False, counts=None
+) -> dict | None:
     """Boxes of the components of ``{v > t}`` at every level, from the component tree.
 
     A node (a component labelled at an anchor level) with a single regional maximum never
@@ -240,63 +232,76 @@ def component_levels(v, conn, levels, max_extrema, area=False, counts=None):
     return tree.run(counts)
 
 
-def hole_levels(u8: np.ndarray, levels: np.ndarray, max_extrema: int):
+def hole_levels(
+    u8: np.ndarray, levels: np.ndarray, max_extrema: int
+) -> tuple[dict, np.ndarray | None] | None:
     """The holes of ``{u8 > t}`` at every level, and where the outside reaches.
 
     Holes are the 4-connected components of ``{u8 <= t}`` off the image border, i.e. of
     ``{g > s}`` with ``g = 255 - u8`` and ``s = 254 - t``. All the border-touching background is
-    followed as one "outside" set: it is re-labelled only where a part of it leaves the border
-    (found by bisection: below its lowest interior maximum of ``g`` that is monotone), and the
-    parts that left are holes, followed as ordinary components.
+    followed as one "outside" set, re-labelled only at the levels where a part of it leaves the
+    border; those parts are holes, followed as ordinary components (bisection mode). Only the
+    levels where E8 drops more than births and filled holes explain are tried.
 
     Returns:
         ``(holes, reach)``: the dict of :func:`component_levels` for the holes, with ``level``
-        an index into ``levels``, and ``reach`` ``(H, W)`` int64, the index into ``bg_levels =
+        an index into ``levels``, and ``reach`` ``(H, W)`` int16, the index into ``bg_levels =
         (254 - levels)[::-1]`` of the highest level at which each pixel is outside (-1 never),
         or None when no level has a hole; None when ``g`` has more than ``max_extrema``
-        interior regional maxima.
+        interior regional maxima (interior regional minima of ``u8``).
     """
     g = cv2.bitwise_not(u8)
     bg_levels = (254 - np.asarray(levels, dtype=np.int64))[::-1]
-    rep, rep_val, rep_edge = _regional_maxima(g, 4, int(bg_levels[0]))
-    inner = ~rep_edge
-    if int(inner.sum()) > max_extrema:
+    rep, rep_val, _ = _regional_maxima(g, 4, int(bg_levels[0]), interior=True)
+    inner = np.ones(rep.size, dtype=bool)  # only interior maxima of g are needed
+    if rep.size > max_extrema:
         return None
-    if not inner.any():  # every hole holds an interior regional minimum of u8: none, no hole
+    if not rep.size:  # every hole holds an interior regional minimum of u8: none, no hole
         empty = np.zeros(0, np.int64)
         return {k: empty for k in ("level", "x0", "y0", "x1", "y1", "start")}, None
     ry, rx, rv = rep // g.shape[1], rep % g.shape[1], rep_val
+    # A hole can leave the outside only where, going down in t, E8 = C - H drops more than the
+    # births (maxima of u8) and the filled holes (interior minima of u8) can explain.
+    lv = np.asarray(levels, dtype=np.int64)
+    peaks = _regional_maxima(u8, 8, int(lv[0]))[1]
+    born = np.histogram(peaks, np.append(lv, 256) + 0.5)[0]  # value in (levels[i], levels[i+1]]
+    filled = np.histogram(255 - rv[inner], np.append(lv, 256) + 0.5)[0]
+    e = euler8(u8, lv)
+    drop = np.append(e[1:], 1) - e + born + filled  # events between levels i + 1 and i
+    candidates = len(lv) - 1 - np.flatnonzero(drop > 0)[::-1]  # as background level indices
     tree = _Tree(g, 4, bg_levels)
-    reach = np.full(g.shape, -1, dtype=np.int64)
+    detach = np.full(g.shape, len(bg_levels), dtype=np.int16)  # level index a pixel became a hole
 
-    def set_reach(node, ja, jb):  # pixels of node are outside at levels ja..jb while above them
-        lut = np.minimum(np.searchsorted(bg_levels[ja : jb + 1], np.arange(256)) - 1 + ja, jb)
-        lut[0] = -1
-        np.maximum(reach, lut[node], out=reach)
+    def off_border(mask):  # the parts of mask off the image border (uint8 0/255), or None
+        n, lab = cv2.connectedComponents(mask, connectivity=4)
+        lut = np.full(n, 255, dtype=np.uint8)
+        lut[0] = 0
+        lut[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = 0
+        return lut[lab] if lut.any() else None
 
     j, outside = 0, cv2.compare(g, int(bg_levels[0]), cv2.CMP_GT)
+    holes = off_border(outside)
     while True:
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(outside, connectivity=4)
-        x0, y0, w, h = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
-        off = (x0 > 0) & (y0 > 0) & (x0 + w < g.shape[1]) & (y0 + h < g.shape[0])
-        off[0] = False
-        if off.any():
-            holes = np.where(off[lab], 255, 0).astype(np.uint8)
-            inside = off[lab[ry, rx]] & inner
+        if holes is not None:  # parts that left the border: holes from level j on
+            inside = (holes[ry, rx] > 0) & inner
             tree.push(holes, j, 0, 0, ry[inside], rx[inside], rv[inside])
+            detach[holes > 0] = j
             outside = cv2.bitwise_and(outside, cv2.bitwise_not(holes))
+            ry, rx, rv, inner = ry[~inside], rx[~inside], rv[~inside], inner[~inside]
         node = cv2.bitwise_and(g, outside)
-        keep = (node[ry, rx] > 0) & inner
-        ry, rx, rv = ry[keep | ~inner], rx[keep | ~inner], rv[keep | ~inner]
-        inner = inner[keep | ~inner]
-        if not inner.any():  # no interior maximum left: no hole can leave any more
-            set_reach(node, j, len(bg_levels) - 1)
-            break
-        s = tree.split_level(node, j, len(bg_levels) - 1, rv[inner], conn=0)
-        set_reach(node, j, len(bg_levels) - 1 if s is None else s - 1)
+        inner &= node[ry, rx] > 0
+        s = None
+        for c in candidates[candidates > j] if inner.any() else ():
+            if _count(cv2.compare(node, int(bg_levels[c]), cv2.CMP_GT), 0):
+                s = int(c)
+                break
         if s is None:
             break
         j, outside = s, cv2.compare(node, int(bg_levels[s]), cv2.CMP_GT)
+        holes = off_border(outside)
+    # outside at level k: above it (k below the first level >= its value) and not yet detached
+    below = (np.searchsorted(bg_levels, np.arange(256)) - 1).astype(np.int16)
+    reach = np.minimum(below[g], detach - 1)
     holes = tree.run()
     holes["level"] = len(levels) - 1 - holes["level"]
     return holes, reach

@@ -1,7 +1,11 @@
 """Pure metrics over arrays, with accumulate/compute objects for datasets. They never mutate inputs."""
 
-from wsl.metrics.boxes import box_iou
+from wsl.metrics.boxes import as_boxes, box_iou, clip_boxes
 from wsl.metrics.classification import average_precision, f1_scores, mean_average_precision
+from wsl.metrics.faithfulness import average_drop_increase, deletion_insertion
+from wsl.metrics.localization import LocalizationAccumulator, gradcam_box, localized, pointing_hit
+from wsl.metrics.sanity import cascading_randomization
+from wsl.metrics.sanity import flag as sanity_flag
 from wsl.metrics.segmentation import (
     ConfusionAccumulator,
     SeedScoreAccumulator,
@@ -12,10 +16,29 @@ from wsl.metrics.segmentation import (
     miou,
     seed_scores,
 )
-from wsl.metrics.wsol import MaxBoxAccumulator, PxAPAccumulator, max_box_acc, pxap
+from wsl.metrics.wsol import (
+    MaxBoxAccumulator,
+    PxAPAccumulator,
+    best_iou_per_threshold,
+    default_thresholds,
+    max_box_acc,
+    pxap,
+)
 
 __all__ = [
     "ConfusionAccumulator",
+    "LocalizationAccumulator",
+    "as_boxes",
+    "average_drop_increase",
+    "best_iou_per_threshold",
+    "cascading_randomization",
+    "clip_boxes",
+    "default_thresholds",
+    "deletion_insertion",
+    "gradcam_box",
+    "localized",
+    "pointing_hit",
+    "sanity_flag",
     "MaxBoxAccumulator",
     "PxAPAccumulator",
     "SeedScoreAccumulator",

@@ -11,20 +11,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from wsl.localization.boxes import check_map, minmax_normalize, quantize_map, sweep_boxes
-from wsl.localization.thresholds import canonical_levels, threshold_levels
 from wsl.metrics.boxes import box_iou, clip_boxes
 
 __all__ = [
     "MaxBoxAccumulator",
     "PxAPAccumulator",
     "best_iou_per_threshold",
+    "canonical_levels",
     "default_thresholds",
     "max_box_acc",
     "pxap",
+    "threshold_levels",
 ]
+
+
+def threshold_levels(u8_max: int, thresholds) -> np.ndarray:
+    """``int(tau * u8_max)`` for every ``tau`` (truncation toward zero, as wsolevaluation), (T,)."""
+    taus = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if not np.isfinite(taus).all():
+        raise ValueError("thresholds must be finite")
+    return (taus * float(u8_max)).astype(np.int64)
+
+
+def canonical_levels(u8: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Map each level ``t`` to the largest value of ``u8`` that is ``<= t`` (``-1`` when none).
+
+    ``u8 > t`` and ``u8 > canonical(t)`` are the same binary image, so work is done once per
+    canonical level. Levels ``>= u8.max()`` (empty foreground) map to ``u8.max()``.
+    """
+    present = np.flatnonzero(cv2.calcHist([u8], [0], None, [256], [0, 256]).ravel())
+    pos = np.searchsorted(present, np.minimum(levels, 255), side="right") - 1
+    return np.where(pos >= 0, present[np.maximum(pos, 0)], -1)
 
 
 def default_thresholds(step: float = 0.01) -> np.ndarray:
@@ -44,7 +65,7 @@ def best_iou_per_threshold(
 ) -> np.ndarray:
     """Best box-GT IoU of one map at every CAM threshold, ``(T,)`` float64.
 
-    The boxes are wsolevaluation's (``wsl.localization.thresholds.sweep_boxes``); GT boxes are
+    The boxes are wsolevaluation's (``wsl.localization.sweep_boxes``); GT boxes are
     inclusive ``(M, 4)``, clipped to the map (``wsl.metrics.boxes.clip_boxes``); ``M = 0`` raises.
     The work is done once per distinct binary image, not once per threshold.
     """

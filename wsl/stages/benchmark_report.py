@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wsl import io
-from wsl.stages.benchmark_scores import COLUMNS, Column
+from wsl.stages.benchmark_scores import COLUMNS, GROUPS, Column
 from wsl.viz import plot_many_lines, plot_tradeoff
 
 Rows = dict[str, dict[str, Any]]
@@ -23,12 +23,13 @@ ARROW = {"max": "↑", "min": "↓", None: ""}
 
 
 def best(rows: Rows, col: Column) -> set[str]:
-    """The methods holding the best value of ``col`` (ties share it); empty when nothing is comparable."""
-    vals = {m: r.get(col.key) for m, r in rows.items() if r.get(col.key) is not None}
-    if not vals or col.better is None:
+    """The methods holding the best value of ``col`` as shown (ties share it); empty when nothing is
+    comparable or when every method shows the same value (nothing to choose)."""
+    vals = {m: round(r[col.key], col.digits) for m, r in rows.items() if r.get(col.key) is not None}
+    if not vals or col.better is None or (len(vals) > 1 and len(set(vals.values())) == 1):
         return set()
-    target = round((max if col.better == "max" else min)(vals.values()), col.digits)
-    return {m for m, v in vals.items() if round(v, col.digits) == target}
+    target = (max if col.better == "max" else min)(vals.values())
+    return {m for m, v in vals.items() if v == target}
 
 
 def fmt(value: float | None, col: Column) -> str:
@@ -56,23 +57,21 @@ def summary(rows: Rows) -> list[str]:
     """One-line findings: the best method for a few headline columns and the flagged ones."""
     cols = {c.key: c for c in COLUMNS}
     out = []
-    for key, what in (
-        ("maxboxacc_v2", "localization (MaxBoxAccV2)"),
-        ("miou_tuned", "CAM masks (tuned mIoU)"),
-        ("insertion_auc", "faithfulness (insertion AUC)"),
-        ("ms_per_map", "speed (ms per map)"),
+    for key, text in (
+        ("maxboxacc_v2", "Best localization (MaxBoxAccV2): {} ({} %)."),
+        ("miou_tuned", "Best CAM masks (mIoU at the tuned threshold): {} ({} %)."),
+        ("insertion_auc", "Most faithful by insertion AUC: {} ({})."),
+        ("deletion_auc", "Most faithful by deletion AUC: {} ({})."),
+        ("ms_per_map", "Fastest: {} ({} ms per map)."),
     ):
         winners = sorted(best(rows, cols[key]))
         if winners:
-            value = fmt(rows[winners[0]][key], cols[key])
-            out.append(
-                f"Best {what}: {', '.join(winners)} ({value}{cols[key].unit and ' ' + cols[key].unit})."
-            )
+            out.append(text.format(", ".join(winners), fmt(rows[winners[0]][key], cols[key])))
     flagged = [m for m, r in rows.items() if r.get("flagged")]
     if flagged:
         out.append(
-            f"Flagged by the sanity check (maps barely change when the model is randomised): "
-            f"{', '.join(flagged)}."
+            "Flagged by the sanity check (the maps barely change when the model's top layers are "
+            f"randomised, so they do not show what the model learned): {', '.join(flagged)}."
         )
     return out
 
@@ -105,7 +104,8 @@ def markdown(rows: Rows, meta: dict) -> str:
 
 
 def write_plots(out: Path, rows: Rows, blocks: list[str]) -> list[tuple[str, str]]:
-    """The plots under ``out/plots``; returns ``(relative path, caption)`` of those drawn."""
+    """The plots under ``out/plots``; returns ``(relative path, caption)`` of those drawn, the wide
+    quality-against-cost figure first."""
     drawn: list[tuple[str, str]] = []
     flagged = [m for m, r in rows.items() if r.get("flagged")]
     quality = {
@@ -203,14 +203,17 @@ def _e(s: Any) -> str:
 CSS = """
 body{font:15px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328;
 margin:0;background:#f6f8fa}
-main{max-width:1280px;margin:0 auto;padding:24px 32px 48px;background:#fff;min-height:100vh}
+main{max-width:1400px;margin:0 auto;padding:24px 28px 48px;background:#fff;min-height:100vh}
 h1{font-size:26px;margin:0 0 4px} h2{font-size:20px;margin:36px 0 10px;border-bottom:1px solid #d8dee4;
 padding-bottom:4px} .meta{color:#59636e;font-size:13px;margin-bottom:14px}
 ul.findings{background:#eef6ff;border-left:4px solid #0969da;padding:10px 12px 10px 30px;margin:12px 0}
 .scroll{overflow-x:auto;border:1px solid #d8dee4;border-radius:6px}
 table{border-collapse:collapse;font-size:13px;width:100%}
-th,td{padding:6px 8px;border-bottom:1px solid #eaeef2;text-align:right;white-space:nowrap}
-th{background:#f6f8fa;position:sticky;top:0;font-weight:600;cursor:help}
+th,td{padding:6px 7px;border-bottom:1px solid #eaeef2;text-align:right;white-space:nowrap}
+th{background:#f6f8fa;font-weight:600;cursor:help}
+table.results th{white-space:normal;vertical-align:bottom;font-size:12px;min-width:50px}
+table.results th.group{text-align:center;text-transform:uppercase;letter-spacing:.06em;font-size:11px;
+color:#59636e;cursor:default} .start{border-left:2px solid #d0d7de}
 th:first-child,td:first-child{text-align:left;position:sticky;left:0;background:inherit}
 tbody tr:nth-child(even){background:#fafbfc} tbody tr:nth-child(odd){background:#fff}
 td.best{background:#dafbe1;font-weight:700;color:#116329} td.na{color:#8c959f}
@@ -220,7 +223,8 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;font-size:13p
 dd{margin:0;color:#424a53}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:18px}
 figure{margin:0;border:1px solid #d8dee4;border-radius:6px;padding:8px;background:#fff}
-figure img{width:100%;height:auto} figcaption{font-size:12px;color:#59636e;margin-top:4px}
+figure img{width:100%;height:auto} figure.wide{grid-column:1/-1}
+figcaption{font-size:12px;color:#59636e;margin-top:4px}
 table.gallery td,table.gallery th{text-align:center;vertical-align:top;padding:4px;white-space:normal}
 table.gallery img{width:150px;height:auto;image-rendering:auto;border-radius:3px;display:block;margin:auto}
 table.gallery td:first-child{font-size:12px} .missing{width:150px;color:#8c959f;font-size:12px}
@@ -228,27 +232,36 @@ table.gallery td:first-child{font-size:12px} .missing{width:150px;color:#8c959f;
 """
 
 
+WIDE = ' class="wide"'
+
+
 def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: list[dict]) -> str:
     """The page: findings, the table, what each column means, the plots and the overlay gallery."""
     marks = {c.key: best(rows, c) for c in COLUMNS}
-    head = "".join(f'<th title="{_e(c.help)}">{_e(header(c))}</th>' for c in COLUMNS)
+    starts = {keys[0] for keys in GROUPS.values()}  # a rule left of each group
+
+    def cls(c: Column, *extra: str) -> str:
+        names = [e for e in extra if e] + ["start"] * (c.key in starts)
+        return f' class="{" ".join(names)}"' if names else ""
+
+    groups = "".join(f'<th colspan="{len(k)}" class="group start">{_e(g)}</th>' for g, k in GROUPS.items())
+    head = "".join(f'<th title="{_e(c.help)}"{cls(c)}>{_e(header(c))}</th>' for c in COLUMNS)
     body = []
     for m, r in rows.items():
-        flag = (
-            '<span class="flag" title="fails the randomisation check">sanity ✗</span>'
-            if r.get("flagged")
-            else ""
+        flag = '<span class="flag" title="fails the randomisation check">sanity ✗</span>' * bool(
+            r.get("flagged")
         )
         cells = "".join(
-            f'<td class="{"best" if m in marks[c.key] else ("na" if r.get(c.key) is None else "")}">'
+            f"<td{cls(c, 'best' if m in marks[c.key] else ('na' if r.get(c.key) is None else ''))}>"
             f"{fmt(r.get(c.key), c)}</td>"
             for c in COLUMNS
         )
         body.append(f"<tr><td><b>{_e(m)}</b>{flag}</td>{cells}</tr>")
     legend = "".join(f"<dt>{_e(header(c))}</dt><dd>{_e(c.help)}.</dd>" for c in COLUMNS)
     figs = "".join(
-        f'<figure><img src="{_e(p)}" alt="{_e(cap)}"><figcaption>{_e(cap)}</figcaption></figure>'
-        for p, cap in plots
+        f'<figure{WIDE * (i == 0 and "cost" in p)}><img src="{_e(p)}" alt="{_e(cap)}">'
+        f"<figcaption>{_e(cap)}</figcaption></figure>"
+        for i, (p, cap) in enumerate(plots)
     )
     methods = list(rows)
     g_head = "<th>image (GT boxes)</th>" + "".join(f"<th>{_e(m)}</th>" for m in methods)
@@ -278,7 +291,8 @@ def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: l
 <h1>CAM benchmark</h1><div class="meta">{_e(meta["title"])} · {_e(meta["subtitle"])}</div>
 <ul class="findings">{"".join(f"<li>{_e(s)}</li>" for s in summary(rows))}</ul>
 <h2>Results</h2>
-<div class="scroll"><table><thead><tr><th>method</th>{head}</tr></thead>
+<div class="scroll"><table class="results"><thead><tr><th rowspan="2">method</th>{groups}</tr>
+<tr>{head}</tr></thead>
 <tbody>{"".join(body)}</tbody></table></div>
 <p class="legend">Green: best in the column. ↑ higher is better, ↓ lower is better. {_e(meta["notes"])}</p>
 <h2>What the columns mean</h2><dl>{legend}</dl>

@@ -168,6 +168,15 @@ COLUMNS: tuple[Column, ...] = (
     ),
 )
 
+# The column groups of the HTML table, in order.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "localization": ("gt_known_loc", "top1_loc_err", "maxboxacc_v2", "corloc", "pointing_game"),
+    "segmentation": ("miou", "miou_tuned", "pxap"),
+    "faithfulness": ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"),
+    "sanity": ("sanity_spearman",),
+    "cost": ("images_per_s", "ms_per_map", "peak_mb"),
+}
+
 # Names under which the evaluators may store each score (first match wins).
 KEYS: dict[str, tuple[str, ...]] = {
     "gt_known_loc": ("gt_known_loc", "gt_known", "gt_known_loc_acc"),

@@ -27,7 +27,7 @@ from wsl.metrics.segmentation import ConfusionAccumulator, ThresholdSweep, miou
 from wsl.segmentation import cam_to_mask
 from wsl.stages import UserError, common
 from wsl.stages.camfiles import require_cams, upsample
-from wsl.stages.eval_report import markdown, plot_sweep, summary
+from wsl.stages.segreport import markdown, plot_sweep, summary
 from wsl.stages.segscore import by_name, clean, reduce_array, score_labels, score_seeds
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,21 @@ log = logging.getLogger(__name__)
 DEFAULT_SWEEP = {"start": 0.0, "stop": 0.6, "step": 0.01}
 
 
-def sweep_thresholds(spec: Any) -> np.ndarray:
-    """Thresholds of ``stage.sweep``: a mapping ``{start, stop, step}`` (stop included) or a list."""
-    if spec is None:
-        spec = DEFAULT_SWEEP
-    if hasattr(spec, "keys"):
-        start, stop, step = (float(spec.get(k, DEFAULT_SWEEP[k])) for k in ("start", "stop", "step"))
-        if step <= 0 or stop < start:
-            raise UserError(f"stage.sweep: need step > 0 and stop >= start, got {start}, {stop}, {step}")
-        return np.round(np.arange(start, stop + step / 2, step), 6)
-    values = np.asarray(list(spec), dtype=np.float64)
-    if values.ndim != 1 or values.size == 0:
-        raise UserError("stage.sweep: give {start, stop, step} or a non-empty list of thresholds")
-    return values
+def sweep_thresholds(st: Any) -> np.ndarray:
+    """The background thresholds to sweep: ``stage.sweep`` (a list, or ``{start, stop, step}``) if given,
+    else ``stage.sweep_start`` .. ``stage.sweep_stop`` (included) by ``stage.sweep_step`` (0.0..0.6 by 0.01).
+    """
+    spec = st.get("sweep", None)
+    if spec is not None and not hasattr(spec, "keys"):
+        values = np.asarray(list(spec), dtype=np.float64)
+        if values.ndim != 1 or values.size == 0:
+            raise UserError("stage.sweep: give a non-empty list of thresholds")
+        return values
+    src = spec if spec is not None else {k: st.get(f"sweep_{k}", None) for k in DEFAULT_SWEEP}
+    start, stop, step = (float(DEFAULT_SWEEP[k] if src.get(k) is None else src[k]) for k in DEFAULT_SWEEP)
+    if step <= 0 or stop < start:
+        raise UserError(f"stage.sweep_*: need step > 0 and stop >= start, got {start}, {stop}, {step}")
+    return np.round(np.arange(start, stop + step / 2, step), 6)
 
 
 def _score_cams(ds, indices: list[int], folder: Path, threshold: float, thresholds: np.ndarray, split: str):
@@ -100,10 +102,10 @@ def evaluate_segmentation(cfg: DictConfig, split: str, out: Path) -> dict:
     """Score CAM masks (+ seeds and pseudo-labels where present) of ``split``; write into ``out``.
 
     Writes ``metrics.json``, ``metrics.md`` and ``miou_vs_threshold.png`` (rank 0). Returns the metrics.
-    Config: ``stage.miou_threshold`` (default 0.15), ``stage.sweep`` (default 0.0..0.6 step 0.01).
+    Config: ``stage.miou_threshold`` (default 0.15), ``stage.sweep_start/stop/step`` (0.0, 0.6, 0.01).
     """
     threshold = float(cfg.stage.get("miou_threshold", 0.15))
-    thresholds = sweep_thresholds(cfg.stage.get("sweep", None))
+    thresholds = sweep_thresholds(cfg.stage)
     ds = common.build_dataset(cfg, split, with_masks=True)
     if not getattr(ds, "has_masks", False):
         raise UserError(f"split {split!r} of dataset {cfg.dataset.name} has no masks: nothing to score")
@@ -121,6 +123,7 @@ def evaluate_segmentation(cfg: DictConfig, split: str, out: Path) -> dict:
         "split": split,
         "cam": cfg.cam.name,
         "dataset_images": len(ds),
+        "images": counts["images"],
         "miou": m_fixed,
         "threshold": threshold,
         "per_class_iou": by_name(iou_fixed, names),

@@ -77,9 +77,10 @@ def run(cfg: DictConfig) -> dict:
     if skipped:
         log.info("%d of %d images already have pseudo-labels in %s: skipped", skipped, len(mine), out)
     done = failed = 0
-    all_keys = np.arange(ds.num_classes + 1)
+    predict_kw = dict(size=cfg.segmodel.input_size, scales=list(st.scales), flip=st.flip,
+                      mean=list(cfg.dataset.mean), std=list(cfg.dataset.std), device=device)  # fmt: skip
     bar = common.progress(None, f"labels {cfg.cam.name} {split}", total=len(todo))
-    with CRFPool(st.crf_processes) as pool:
+    with CRFPool(st.crf_processes if todo else 0) as pool:
         for start in range(0, len(todo), st.batch_size):
             chunk, images = [], []
             for i in todo[start : start + st.batch_size]:
@@ -89,28 +90,13 @@ def run(cfg: DictConfig) -> dict:
                 except OSError as e:
                     log.warning("skipping %s: %s", ds.ids[i], e)
                     failed += 1
-            probs = (
-                predict(
-                    model,
-                    images,
-                    cfg.segmodel.input_size,
-                    list(st.scales),
-                    st.flip,
-                    list(cfg.dataset.mean),
-                    list(cfg.dataset.std),
-                    device,
-                )
-                if images
-                else []
-            )
-            jobs = []
-            for i, im, p in zip(chunk, images, probs):
-                keys = (
-                    np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1])
-                    if st.restrict_to_labels
-                    else all_keys
-                )
-                jobs.append((im, p[keys], keys, st.crf, st.prob_floor, st.crf_iterations))
+            probs = predict(model, images, **predict_kw) if images else []
+            keys = [np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1]) if st.restrict_to_labels
+                    else np.arange(ds.num_classes + 1) for i in chunk]  # fmt: skip
+            jobs = [
+                (im, p[k], k, st.crf, st.prob_floor, st.crf_iterations)
+                for im, p, k in zip(images, probs, keys)
+            ]
             for i, pred in zip(chunk, pool.imap(label_job, jobs)):
                 io.write_label_png(out / f"{ds.ids[i]}.png", pred)
                 done += 1

@@ -85,8 +85,8 @@ def run(cfg: DictConfig) -> dict:
             spent["data"] += t0 - t
             lr = set_lr(opt, st.lr, it, st.lr_step, st.lr_gamma)
             it += 1
-            if batch is None:
-                log.warning("iteration %d: no readable image in the batch, no step", it)
+            if dist.all_reduce_sum([float(batch is not None)])[0] < dist.world_size():  # all ranks agree
+                log.warning("iteration %d: no readable image in a batch, no step", it)
                 t = time.perf_counter()
                 continue
             x = batch["x"].to(device, non_blocking=True)
@@ -99,7 +99,10 @@ def run(cfg: DictConfig) -> dict:
             spent["forward"] += t1 - t0 - crf_s
             spent["crf"] += crf_s
             spent["backward"] += t - t1
-            history.append({"iteration": it, "lr": lr, **{k: loss[k].item() for k in LOSSES}})
+            values = dist.all_reduce_sum([loss[k].item() for k in LOSSES])  # the whole batch, all ranks
+            history.append(
+                {"iteration": it, "lr": lr, **{k: v / dist.world_size() for k, v in zip(LOSSES, values)}}
+            )
             if it % st.log_every == 0 or it == st.iterations:
                 log.info("it %d/%d: seed %.4f expand %.4f constrain %.4f total %.4f lr %.2e", it,
                          st.iterations, *(history[-1][k] for k in LOSSES), lr)  # fmt: skip

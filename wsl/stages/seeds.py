@@ -12,8 +12,9 @@ may hold predicted classes too), upsamples them to the image size and writes
 - overlaps: ``smaller`` (SEC: the smaller cue wins) or ``argmax``.
 
 Complete PNGs are skipped on a re-run (``stage.overwrite`` redoes them); under torchrun images are sharded
-over ranks; seed rules (CRFs for ``irn``) run in a process pool of ``crf_processes``. ``metrics.json`` holds
-the coverage and, where the split has masks, per-class seed precision and the labelled-pixel mIoU.
+over ranks; seed rules (CRFs for ``irn``) run in a process pool of ``crf_processes``. ``metrics.json``
+holds ``coverage`` (labelled seed pixels / all pixels) and, where the split has masks, a ``seeds``
+section: per-class seed precision, the labelled-pixel mIoU and ``coverage`` relative to non-void GT pixels.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from wsl.segmentation import CRFPool, gradient_saliency
 from wsl.stages import UserError, common
 from wsl.stages.camfiles import require_cams, upsample
 from wsl.stages.segjobs import seed_job
+from wsl.stages.segreport import pct
 from wsl.stages.segscore import score_seeds
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def run(cfg: DictConfig) -> dict:
     done = failed = 0
     bar = common.progress(None, f"seeds {cfg.cam.name} {split}", total=len(todo))
     chunk = 4 * max(1, st.crf_processes)
-    with CRFPool(st.crf_processes) as pool:
+    with CRFPool(st.crf_processes if todo else 0) as pool:
         for start in range(0, len(todo), chunk):
             jobs, ids = [], []
             for i in todo[start : start + chunk]:
@@ -131,19 +133,10 @@ def run(cfg: DictConfig) -> dict:
     dist.barrier()
     common.write_metrics(out, metrics)
     common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed)
-    log.info(
-        "seeds %s/%s: %d written, %d skipped, %d failed; coverage %.1f%%%s",
-        cfg.cam.name,
-        split,
-        done,
-        skipped,
-        failed,
-        100 * (metrics["coverage"] or 0.0),
-        f", mean precision {100 * metrics['seeds']['mean_precision']:.1f}%, labelled-pixel mIoU "
-        f"{100 * metrics['seeds']['miou']:.1f}"
-        if metrics.get("seeds") and metrics["seeds"]["images"]
-        else "",
-    )
+    seed = metrics.get("seeds") or {}
+    log.info("seeds %s/%s: %d written, %d skipped, %d failed; coverage %s%%%s", cfg.cam.name, split, done,
+             skipped, failed, pct(metrics["coverage"]), f", mean precision {pct(seed['mean_precision'])}%, "
+             f"labelled-pixel mIoU {pct(seed['miou'])}" if seed else "")  # fmt: skip
     return metrics
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from wsl.viz import plot_lines
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
+    """A fraction as a percentage with one decimal ('n/a' for None)."""
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
@@ -15,8 +16,8 @@ def summary(name: str, section: dict | None) -> str:
     """A log-line fragment for the seeds or pseudo-labels section ('' when absent)."""
     if not section:
         return ""
-    extra = f", coverage {_pct(section['coverage'])}" if "coverage" in section else ""
-    return f"; {name} mIoU {_pct(section['miou'])}{extra}"
+    extra = f", coverage {pct(section['coverage'])}" if "coverage" in section else ""
+    return f"; {name} mIoU {pct(section['miou'])}{extra}"
 
 
 def markdown(m: dict, names: list[str]) -> str:
@@ -25,22 +26,22 @@ def markdown(m: dict, names: list[str]) -> str:
     rows = [
         "| what | mIoU | notes |",
         "|---|---:|---|",
-        f"| CAM masks, background {fixed} (fixed) | {_pct(m['miou'])} | {m['cams']['images']} images |",
-        f"| CAM masks, background {best} | {_pct(m['miou_tuned'])} | threshold tuned on {m['split']} GT |",
+        f"| CAM masks, background {fixed} (fixed) | {pct(m['miou'])} | {m['cams']['images']} images |",
+        f"| CAM masks, background {best} | {pct(m['miou_tuned'])} | threshold tuned on {m['split']} GT |",
     ]
     if m["seeds"]:
         s = m["seeds"]
         rows.append(
-            f"| seeds (labelled pixels only) | {_pct(s['miou'])} | coverage {_pct(s['coverage'])}, "
-            f"mean precision {_pct(s['mean_precision'])}, {s['images']} images |"
+            f"| seeds (labelled pixels only) | {pct(s['miou'])} | coverage {pct(s['coverage'])}, "
+            f"mean precision {pct(s['mean_precision'])}, {s['images']} images |"
         )
     if m["labels"]:
-        rows.append(f"| pseudo-labels | {_pct(m['labels']['miou'])} | {m['labels']['images']} images |")
+        rows.append(f"| pseudo-labels | {pct(m['labels']['miou'])} | {m['labels']['images']} images |")
     cols = [("CAM fixed", m["per_class_iou"]), ("CAM tuned", m["per_class_iou_tuned"])]
     cols += [("seed precision", m["seeds"]["precision"])] if m["seeds"] else []
     cols += [("pseudo-labels", m["labels"]["per_class_iou"])] if m["labels"] else []
     table = ["| class | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
-    table += [f"| {n} | " + " | ".join(_pct(v[n]) for _, v in cols) + " |" for n in names]
+    table += [f"| {n} | " + " | ".join(pct(v[n]) for _, v in cols) + " |" for n in names]
     return (
         f"# Segmentation: {m['cam']} on {m['split']}\n\n" + "\n".join(rows) + "\n\n## Per class (IoU, "
         "seed precision), percent\n\n" + "\n".join(table) + "\n"
