@@ -35,6 +35,12 @@ def compose(data_root: Path, tmp_path: Path):
     return lambda overrides, output_root=tmp_path: compose_cfg(overrides, data_root, output_root)
 
 
+@pytest.fixture(scope="session")
+def compose_at(data_root: Path):
+    """``compose_at(overrides, output_root, data=data_root) -> cfg`` for module- or session-scoped runs."""
+    return lambda overrides, output_root, data=None: compose_cfg(overrides, data or data_root, output_root)
+
+
 def compose_cfg(overrides: list[str], data_root: Path, output_root: Path) -> DictConfig:
     """Compose the real configuration with the compose API, pointed at test folders."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

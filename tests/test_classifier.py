@@ -7,7 +7,9 @@ from wsl.models import classifier
 from wsl.models.classifier import build_classifier
 
 
-@pytest.mark.parametrize("arch,layer", [("small_cnn", "features"), ("resnet18", "layer4"), ("vgg16", "features")])
+@pytest.mark.parametrize(
+    "arch,layer", [("small_cnn", "features"), ("resnet18", "layer4"), ("vgg16", "features")]
+)
 def test_classifier_shapes_and_target_layer(arch, layer):
     torch.manual_seed(0)
     m = build_classifier(arch, 7).eval()

@@ -15,13 +15,25 @@ from wsl.run import REPO_ROOT
 
 def wsl_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "wsl.run", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "wsl.run", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def test_train_then_cams_from_another_cwd(data_root, tmp_path):
-    common = [f"paths.data_root={data_root}", f"paths.output_root={tmp_path / 'out'}", "num_workers=0",
-              "++dataset.prepare.n_train=48", "++dataset.prepare.n_val=24"]
+    common = [
+        f"paths.data_root={data_root}",
+        f"paths.output_root={tmp_path / 'out'}",
+        "num_workers=0",
+        "++dataset.prepare.n_train=48",
+        "++dataset.prepare.n_val=24",
+    ]
     r = wsl_cli(["stage=train", "stage.epochs=1", "stage.batch_size=16", *common], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "out" / "toy-small_cnn"

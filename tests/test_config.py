@@ -34,15 +34,25 @@ def test_stage_table_matches_conf_both_ways():
 def _dataset_overrides(name: str, data_root: Path) -> list[str]:
     toy = data_root / "toy"
     if name == "voc":
-        return [f"dataset.loader.root={toy}/VOCdevkit/VOC2012", "dataset.num_classes=6",
-                "dataset.class_names=[ellipse,rectangle,triangle,star,boat,water]"]
+        return [
+            f"dataset.loader.root={toy}/VOCdevkit/VOC2012",
+            "dataset.num_classes=6",
+            "dataset.class_names=[ellipse,rectangle,triangle,star,boat,water]",
+        ]
     if name == "coco":
-        return [f"dataset.loader.root={toy}", "dataset.loader.ann_file='annotations/instances_{split}.json'",
-                "dataset.loader.image_dir=VOCdevkit/VOC2012/JPEGImages", "dataset.num_classes=6",
-                "dataset.class_names=[ellipse,rectangle,triangle,star,boat,water]"]
+        return [
+            f"dataset.loader.root={toy}",
+            "dataset.loader.ann_file='annotations/instances_{split}.json'",
+            "dataset.loader.image_dir=VOCdevkit/VOC2012/JPEGImages",
+            "dataset.num_classes=6",
+            "dataset.class_names=[ellipse,rectangle,triangle,star,boat,water]",
+        ]
     if name == "folder":
-        return [f"dataset.loader.root={data_root / 'folder'}", "dataset.num_classes=6",
-                "dataset.class_names=[ellipse,rectangle,triangle,star,boat,water]"]
+        return [
+            f"dataset.loader.root={data_root / 'folder'}",
+            "dataset.num_classes=6",
+            "dataset.class_names=[ellipse,rectangle,triangle,star,boat,water]",
+        ]
     return []
 
 

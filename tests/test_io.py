@@ -49,7 +49,11 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
 
 def test_voc_palette_and_label_png(tmp_path):
     pal = io.voc_palette()
-    assert tuple(pal[1]) == (128, 0, 0) and tuple(pal[255]) == (224, 224, 192) and tuple(pal[15]) == (192, 128, 128)
+    assert (
+        tuple(pal[1]) == (128, 0, 0)
+        and tuple(pal[255]) == (224, 224, 192)
+        and tuple(pal[15]) == (192, 128, 128)
+    )
     lab = np.array([[0, 1, 255], [20, 3, 3]], dtype=np.uint8)
     io.write_label_png(tmp_path / "l.png", lab)
     np.testing.assert_array_equal(io.read_label_png(tmp_path / "l.png"), lab)

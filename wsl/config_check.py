@@ -22,8 +22,17 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "stage.source": ("cams", "seeds", "labels"),
     "stage.loss": ("bce", "softmargin"),
     "cam.method": (
-        "cam", "gradcam", "hirescam", "gradcampp", "xgradcam", "layercam", "scorecam",
-        "ablationcam", "eigencam", "guided_backprop", "guided_gradcam",
+        "cam",
+        "gradcam",
+        "hirescam",
+        "gradcampp",
+        "xgradcam",
+        "layercam",
+        "scorecam",
+        "ablationcam",
+        "eigencam",
+        "guided_backprop",
+        "guided_gradcam",
     ),
 }
 

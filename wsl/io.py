@@ -9,6 +9,7 @@ Nothing here unpickles: arrays are ``.npz`` read with ``allow_pickle=False``, ch
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -34,7 +35,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -132,6 +135,11 @@ def is_complete_npz(path: str | os.PathLike, keys: tuple[str, ...] = CAM_KEYS) -
 
 def voc_palette(n: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map (bit-interleaved): 1 -> (128,0,0), 255 -> (224,224,192). Shape (n, 3)."""
+    return _voc_palette(n).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _voc_palette(n: int) -> np.ndarray:
     pal = np.zeros((n, 3), dtype=np.uint8)
     for i in range(n):
         c, r, g, b = i, 0, 0, 0
@@ -152,7 +160,7 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
     if labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
         raise ValueError("label values must lie in [0, 255]")
     img = Image.fromarray(labels.astype(np.uint8), mode="P")
-    img.putpalette(voc_palette().reshape(-1).tolist())
+    img.putpalette(_voc_palette(256).reshape(-1).tolist())
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
 

@@ -19,7 +19,9 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(path: str | Path, history: Sequence[Mapping[str, float]], keys: Sequence[str], title: str) -> None:
+def plot_curves(
+    path: str | Path, history: Sequence[Mapping[str, float]], keys: Sequence[str], title: str
+) -> None:
     """One panel per key of ``history`` (a list of per-epoch or per-iteration dicts), x = their index."""
     if not history:
         return
@@ -59,7 +61,11 @@ def plot_lines(
 
 
 def plot_scatter(
-    path: str | Path, points: Mapping[str, tuple[float, float]], xlabel: str, ylabel: str, title: str,
+    path: str | Path,
+    points: Mapping[str, tuple[float, float]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
     logx: bool = False,
 ) -> None:
     """Named points (e.g. one per CAM method: cost against quality)."""
@@ -108,6 +114,23 @@ def plot_many_lines(
     _save(fig, path)
 
 
+def _clusters(points: Mapping[str, tuple[float, float]], logx: bool) -> dict[tuple[float, float], list[str]]:
+    """Names of points that would overlap (same y within 1 % of the y range, x within a factor of 3 on
+    a log axis or 10 % of the x range), gathered under the first one so that one label names them all."""
+    xs, ys = [p[0] for p in points.values()], [p[1] for p in points.values()]
+    yspan, xspan = (max(ys) - min(ys)) or 1.0, (max(xs) - min(xs)) or 1.0
+    out: dict[tuple[float, float], list[str]] = {}
+    for name, (x, y) in sorted(points.items(), key=lambda kv: kv[1][0]):
+        for (x0, y0), group in out.items():
+            near_x = (x / x0 <= 3 if x0 > 0 else False) if logx else abs(x - x0) <= 0.1 * xspan
+            if abs(y - y0) <= 0.01 * yspan and near_x:
+                group.append(name)
+                break
+        else:
+            out[(x, y)] = [name]
+    return out
+
+
 def plot_tradeoff(
     path: str | Path,
     panels: Mapping[str, Mapping[str, tuple[float, float]]],
@@ -125,7 +148,8 @@ def plot_tradeoff(
             color = _style(names.index(name))["color"]
             bad = name in flagged
             ax.plot([x], [y], "o", ms=8, mfc="none" if bad else color, mec="red" if bad else color, mew=1.5)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        for (x, y), group in _clusters(points, logx).items():
+            ax.annotate(", ".join(group), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         if logx:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))

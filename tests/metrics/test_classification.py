@@ -11,7 +11,9 @@ def test_ap_matches_sklearn_on_random_scores():
     for _ in range(20):
         y = rng.random(50) < 0.3
         s = rng.random(50)
-        assert average_precision(s, y) == pytest.approx(sklearn_metrics.average_precision_score(y, s), abs=1e-12)
+        assert average_precision(s, y) == pytest.approx(
+            sklearn_metrics.average_precision_score(y, s), abs=1e-12
+        )
 
 
 def test_map_and_f1_hand_case():

@@ -99,6 +99,7 @@ def test_report_links_are_relative_and_exist(tmp_path):
     assert "<script" not in page and "n/a" in page and "sanity ✗" in page and "made up" in page
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path):
     report = make_report(tmp_path)
     driver = chrome_driver()

@@ -167,3 +167,15 @@ def test_seed_job_argmax_overlap():
     }
     seeds = seed_job(maps, np.array([1, 2]), np.zeros((2, 3, 3), np.uint8), None, rule)
     np.testing.assert_array_equal(seeds, [[1, 2, 0], [0, 0, 255]])
+
+
+def test_missing_masks_skip_scoring_not_the_stage(toy):
+    """A split where some GT masks are missing (VOC train_aug without SBD): seeds written, coverage only."""
+    cfg = _cfg(toy)
+    expected = _fake_cams(cfg, lambda ds, i, labelled: _bands(labelled, *ds.image_size(i)))
+    mask = toy[1] / "toy" / "VOCdevkit" / "VOC2012" / "SegmentationClass" / f"{next(iter(expected))}.png"
+    mask.unlink()
+    m = seeds_stage.run(cfg)
+    assert m["done"] == 6 and "seeds" not in m
+    want = np.mean(np.concatenate([(e != 255).ravel() for e in expected.values()]))
+    assert m["coverage"] == pytest.approx(want)

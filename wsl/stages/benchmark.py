@@ -6,14 +6,14 @@ localization and segmentation scores from the evaluators' ``metrics.json``; MaxB
 BoxAcc curve from one pass over the stored maps where the evaluators do not give them; faithfulness,
 sanity and cost measured on the first images of the split (:mod:`wsl.stages.benchmark_probes`).
 Writes ``benchmark.csv``, ``benchmark.md``, ``plots/*.png``, ``gallery/*.png``, ``report.html`` (static,
-opens from disk) and ``manifest.json``. A method that fails is reported (n/a, and why), never fatal.
+opens from disk), ``results.json`` (every value and curve behind them) and ``manifest.json``. A method
+that fails is reported (n/a, and why), never fatal.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,10 +23,12 @@ from wsl import io
 from wsl.cam import METHODS
 from wsl.stages import UserError, common
 from wsl.stages import benchmark_probes as probes
-from wsl.stages.benchmark_chain import CONF_DIR, ensure_classifier, run_chain, stage_config
+from wsl.stages.benchmark_measure import Shared, measure
 from wsl.stages.benchmark_overlays import gallery
-from wsl.stages.benchmark_report import markdown, report_html, summary, write_csv, write_plots
-from wsl.stages.benchmark_scores import COLUMNS, eval_scores, map_scores
+from wsl.stages.benchmark_report import report_html, write_plots
+from wsl.stages.benchmark_scores import COLUMNS
+from wsl.stages.benchmark_tables import markdown, summary, write_csv
+from wsl.stages.common import CONF_DIR, ensure_classifier, stage_config
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,15 @@ def resolve_methods(methods: Any) -> list[str]:
     return names
 
 
-def _probe(status: dict[str, str], name: str, fn: Callable[[], dict]) -> dict:
-    """Run one measurement; a failure is logged and recorded in ``status``, never raised."""
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - a method a probe cannot handle is reported, not fatal
-        log.warning("benchmark: %s failed: %s: %s", name, type(e).__name__, e)
-        status[name] = f"failed: {type(e).__name__}: {e}"
-        return {}
+def _gallery_picks(st: DictConfig, ds, indices: list[int]) -> list[int]:
+    """Dataset indices of the gallery: ``stage.gallery.ids`` (checked) or the first images."""
+    if not st.gallery.ids:
+        return indices[: st.gallery.images]
+    ids = [str(i) for i in st.gallery.ids]
+    missing = [i for i in ids if i not in ds.ids]
+    if missing:
+        raise UserError(f"stage.gallery.ids: {missing} are not images of split {ds.split!r}")
+    return [ds.ids.index(i) for i in ids]
 
 
 def run(cfg: DictConfig) -> dict:
@@ -62,71 +65,45 @@ def run(cfg: DictConfig) -> dict:
     indices = list(range(len(ds) if st.limit is None else min(int(st.limit), len(ds))))
     if not indices:
         raise UserError(f"split {split!r} has no image to benchmark")
-    tasks = [t for t, ok in (("localization", ds.has_boxes), ("segmentation", ds.has_masks)) if ok]
+    picks = _gallery_picks(st, ds, indices)
     model = common.load_classifier(cfg, device)
-    layer = str(cfg.cam.target_layer)
-    mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
-    faith = probes.load_items(ds, indices[: st.faithfulness.images], mean, std, device)
-    sane = probes.load_items(ds, indices[: st.sanity.images], mean, std, device)
-    costly = probes.load_items(ds, indices[: st.cost_images + 1], mean, std, device)
     blocks = list(st.sanity.blocks) if st.sanity.blocks else probes.default_blocks(model, st.sanity.depth)
+    tasks = [t for t, ok in (("localization", ds.has_boxes), ("segmentation", ds.has_masks)) if ok]
     step = float(stage_config(cfg, "eval").stage.box_acc_step)
-    run = common.run_dir(cfg)
+    sh = Shared(
+        common.run_dir(cfg), split, ds, indices, model, device, str(cfg.cam.target_layer), tasks, blocks, step
+    )
+    mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
+    for name, n in (
+        ("faith", st.faithfulness.images),
+        ("sane", st.sanity.images),
+        ("costly", st.cost_images + 1),
+    ):
+        setattr(sh, name, probes.load_items(ds, indices[:n], mean, std, device))
     rows: dict[str, dict[str, Any]] = {}
-    for m in methods:
-        log.info("benchmark: %s (%d of %d)", m, len(rows) + 1, len(methods))
-        status = run_chain(cfg, m, split, [ds.ids[i] for i in indices], tasks)
-        row: dict[str, Any] = {c.key: None for c in COLUMNS}
-        if status["cams"] in ("ran", "reused"):
-            folder = run / "cams" / m / split
-            row.update(eval_scores(run, m, split))
-            own = _probe(status, "map scores", lambda f=folder: map_scores(ds, f, indices, step))
-            row.update({k: v for k, v in own.items() if row.get(k) is None})
-            row.update(
-                _probe(
-                    status,
-                    "faithfulness",
-                    lambda f=folder: probes.faithfulness(model, faith, f, st.faithfulness.steps),
-                )
-            )
-        row.update(
-            _probe(
-                status,
-                "sanity",
-                lambda m=m: probes.sanity(model, m, layer, sane, blocks, st.sanity.threshold, cfg.seed),
-            )
-        )
-        row.update(_probe(status, "cost", lambda m=m: probes.cost(model, m, layer, costly, device)))
-        row["status"] = status
-        rows[m] = row
+    for k, m in enumerate(methods):
+        log.info("benchmark: %s (%d of %d)", m, k + 1, len(methods))
+        rows[m] = measure(cfg, m, sh)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    out = run / "benchmark"
-    gallery_ids = st.gallery.ids
-    if gallery_ids:
-        missing = [i for i in gallery_ids if i not in ds.ids]
-        if missing:
-            raise UserError(f"stage.gallery.ids: {missing} are not images of split {split!r}")
-    picks = [ds.ids.index(i) for i in gallery_ids] if gallery_ids else indices[: st.gallery.images]
-    shown = gallery(ds, run, methods, split, picks, out)
+    out = sh.run / "benchmark"
     meta = {
         "title": f"{cfg.dataset.name} / {cfg.model.name} / {split}",
-        "subtitle": f"{len(indices)} images, target layer {layer}, {device.type}, run {cfg.run}, "
+        "subtitle": f"{len(indices)} images, target layer {sh.layer}, {device.type}, run {cfg.run}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}",
-        "notes": f"Faithfulness on the first {len(faith)} images ({st.faithfulness.steps} steps), sanity on "
-        f"{len(sane)} images randomising {', '.join(blocks)} (flag: Spearman > {st.sanity.threshold}), cost "
-        f"on {max(len(costly) - 1, 0)} images after one warm-up image.",
+        "notes": f"Faithfulness on the first {len(sh.faith)} images ({st.faithfulness.steps} steps), sanity "
+        f"on {len(sh.sane)} images randomising {', '.join(blocks)} (flag: Spearman > "
+        f"{st.sanity.threshold}), cost on {max(len(sh.costly) - 1, 0)} images after one warm-up image.",
     }
     write_csv(out / "benchmark.csv", rows)
+    io.write_json(out / "results.json", {"meta": meta, "blocks": blocks, "rows": rows})
     io.write_text(out / "benchmark.md", markdown(rows, meta))
-    plots = write_plots(out, rows, blocks)
-    io.write_text(out / "report.html", report_html(rows, meta, plots, shown))
+    shown = gallery(ds, sh.run, methods, split, picks, out)
+    io.write_text(out / "report.html", report_html(rows, meta, write_plots(out, rows, blocks), shown))
     table = {
         m: {c.key: r[c.key] for c in COLUMNS} | {"flagged": bool(r.get("flagged"))} for m, r in rows.items()
     }
-    failed = sorted(
-        m for m, r in rows.items() if not all(v in ("ran", "reused") for v in r["status"].values())
-    )
+    failed = [m for m, r in rows.items() if not all(v in ("ran", "reused") for v in r["status"].values())]
     common.write_manifest(
         out,
         cfg,

@@ -10,51 +10,19 @@ newer than their inputs. ``overwrite`` recomputes all of it.
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from wsl import io
 from wsl.stages import UserError, common
 from wsl.stages.camfiles import cams_dir
+from wsl.stages.common import stage_config
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = common.REPO_ROOT / "conf"
 EVAL_TASKS = ("localization", "segmentation")
-
-
-def stage_config(cfg: DictConfig, stage: str, method: str | None = None, **overrides: Any) -> DictConfig:
-    """A copy of ``cfg`` running ``stage`` (its YAML defaults + ``overrides``) with CAM ``method``."""
-    node = OmegaConf.load(CONF_DIR / "stage" / f"{stage}.yaml")
-    for key, value in overrides.items():
-        if key not in node:
-            raise KeyError(f"conf/stage/{stage}.yaml has no key {key!r}")
-        node[key] = value
-    sub = copy.deepcopy(cfg)
-    readonly = OmegaConf.is_readonly(cfg)
-    OmegaConf.set_readonly(sub, False)
-    with open_dict(sub):
-        sub.stage = node
-        if method is not None:
-            cam = OmegaConf.load(CONF_DIR / "cam" / f"{method}.yaml")
-            cam.target_layer = cfg.cam.target_layer
-            sub.cam = cam
-    OmegaConf.set_struct(sub, True)
-    OmegaConf.set_readonly(sub, readonly)
-    return sub
-
-
-def ensure_classifier(cfg: DictConfig) -> None:
-    """Train the run's classifier with ``conf/stage/train.yaml`` if it has none and no model.checkpoint."""
-    if not common.classifier_checkpoint(cfg).is_file() and not cfg.model.get("checkpoint"):
-        log.info("no classifier in run %s: training one first (stage=train, its default settings)", cfg.run)
-        from wsl.stages import train
-
-        train.run(stage_config(cfg, "train"))
 
 
 def _mtime(path: Path) -> float:

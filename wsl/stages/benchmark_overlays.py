@@ -1,7 +1,8 @@
 """Overlay pictures of stage=benchmark (its gallery) and stage=visualize, drawn with ``wsl.cam.overlay``.
 
 A panel is the heatmap over the image (jet, alpha 0.5), the GT boxes of the class in green and the
-predicted box(es) in magenta. :func:`auto_layers` picks the target layers of the layer comparison.
+predicted box(es) in magenta. :func:`class_maps` computes maps directly on a classifier (any layer);
+:func:`auto_layers` picks the target layers of the layer comparison.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from wsl import io
-from wsl.cam import draw_boxes, overlay
+from wsl.cam import CAMExtractor, draw_boxes, normalize_maps, overlay, upsample_maps
 from wsl.stages.camfiles import load_full
 
 GT_COLOR = (0, 220, 0)
@@ -39,6 +40,38 @@ def read_boxes(path: Path) -> dict[tuple[int, int], list[list[int]]]:
         x, y, w, h = r["bbox"]
         out.setdefault((r["image_id"], r["category_id"]), []).append([x, y, x + w - 1, y + h - 1])
     return out
+
+
+def class_maps(
+    model: torch.nn.Module, method: str, layer: str, x: torch.Tensor, classes: list[int]
+) -> np.ndarray:
+    """``(K, H, W)`` maps in [0, 1] of ``classes`` for one image ``x`` ``(1, 3, H, W)``."""
+    with CAMExtractor(model, method=method, target_layer=layer) as ext:
+        maps = ext(x, [classes])[0]
+    return upsample_maps(normalize_maps(maps.clamp(min=0), mode="max"), tuple(x.shape[-2:])).cpu().numpy()
+
+
+def class_rows(
+    image: np.ndarray,
+    gt: dict[str, np.ndarray],
+    classes: list[int],
+    names: list[str],
+    columns: dict[str, np.ndarray],
+    alpha: float,
+) -> tuple[list[np.ndarray], list[str]]:
+    """Tiles and titles of a grid: per class, the image with its GT boxes then one overlay per column.
+
+    ``columns`` maps a column title to the ``(K, H, W)`` maps of ``classes``.
+    """
+    tiles, titles = [], []
+    for k, c in enumerate(classes):
+        own = gt["boxes"][gt["labels"] == c]
+        tiles.append(panel(image, None, own))
+        titles.append(names[k])
+        for title, maps in columns.items():
+            tiles.append(panel(image, maps[k], own, alpha=alpha))
+            titles.append(title)
+    return tiles, titles
 
 
 def gallery(ds, run: Path, methods: Sequence[str], split: str, indices: list[int], out: Path) -> list[dict]:

@@ -105,23 +105,25 @@ class PeakMemory:
 
 
 def cost(model: nn.Module, method: str, layer: str, items: list[Item], device: torch.device) -> dict:
-    """``images_per_s``, ``ms_per_map`` and ``peak_mb`` of ``method`` on ``items`` (the first is warm-up)."""
+    """``images_per_s``, ``ms_per_map`` (medians over the images, robust to a busy machine) and
+    ``peak_mb`` of ``method`` on ``items``; the first item is a warm-up, not counted."""
     if len(items) < 2:
         return {}
     ext = CAMExtractor(model, method=method, target_layer=layer)
     ext(items[0].x, [items[0].classes])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
+    seconds = []
     with PeakMemory(device) as mem:
-        sync(device)
-        start = time.perf_counter()
         for it in items[1:]:
+            sync(device)
+            start = time.perf_counter()
             ext(it.x, [it.classes])
-        sync(device)
-        elapsed = time.perf_counter() - start
-    n_maps = sum(len(it.classes) for it in items[1:])
+            sync(device)
+            seconds.append(time.perf_counter() - start)
+    per_map = [t / len(it.classes) for t, it in zip(seconds, items[1:])]
     return {
-        "images_per_s": (len(items) - 1) / elapsed,
-        "ms_per_map": 1000 * elapsed / n_maps,
+        "images_per_s": 1.0 / float(np.median(seconds)),
+        "ms_per_map": 1000 * float(np.median(per_map)),
         "peak_mb": mem.peak_mb,
     }
 

@@ -1,106 +1,18 @@
-"""The readable side of stage=benchmark: ``benchmark.csv``, ``benchmark.md``, the plots and ``report.html``.
+"""The HTML report of stage=benchmark (``report.html``) and the plots it shows (``plots/*.png``).
 
-``rows`` maps a method to its values, keyed by :data:`COLUMNS` (``None``: n/a), plus ``flagged`` (the
-sanity check), ``status`` (what each chained stage did) and the curves the plots draw. The HTML page is
-static and self-contained: inline CSS, no script, images as relative paths inside ``benchmark/``, so it
-opens from disk without a server.
+The page is static and self-contained: inline CSS, no script, images as relative paths inside
+``benchmark/``, so it opens from disk without a server. ``rows`` is as in :mod:`benchmark_tables`.
 """
 
 from __future__ import annotations
 
-import csv
 import html
-import io as _io
 from pathlib import Path
 from typing import Any
 
-from wsl import io
 from wsl.stages.benchmark_scores import COLUMNS, GROUPS, Column
+from wsl.stages.benchmark_tables import Rows, best, fmt, header, summary
 from wsl.viz import plot_many_lines, plot_tradeoff
-
-Rows = dict[str, dict[str, Any]]
-ARROW = {"max": "↑", "min": "↓", None: ""}
-
-
-def best(rows: Rows, col: Column) -> set[str]:
-    """The methods holding the best value of ``col`` as shown (ties share it); empty when nothing is
-    comparable or when every method shows the same value (nothing to choose)."""
-    vals = {m: round(r[col.key], col.digits) for m, r in rows.items() if r.get(col.key) is not None}
-    if not vals or col.better is None or (len(vals) > 1 and len(set(vals.values())) == 1):
-        return set()
-    target = (max if col.better == "max" else min)(vals.values())
-    return {m for m, v in vals.items() if v == target}
-
-
-def fmt(value: float | None, col: Column) -> str:
-    return "n/a" if value is None else f"{value:.{col.digits}f}"
-
-
-def header(col: Column) -> str:
-    unit = f" ({col.unit})" if col.unit else ""
-    return f"{col.header}{unit} {ARROW[col.better]}".strip()
-
-
-def write_csv(path: Path, rows: Rows) -> None:
-    """One row per method, raw values in the table's units ("n/a" where absent), the sanity flag."""
-    buf = _io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", *(c.key for c in COLUMNS), "sanity_flagged", "status"])
-    for m, r in rows.items():
-        vals = ["n/a" if r.get(c.key) is None else round(r[c.key], 6) for c in COLUMNS]
-        status = "; ".join(f"{k} {v}" for k, v in r.get("status", {}).items())
-        w.writerow([m, *vals, str(bool(r.get("flagged"))).lower(), status])
-    io.write_text(path, buf.getvalue())
-
-
-def summary(rows: Rows) -> list[str]:
-    """One-line findings: the best method for a few headline columns and the flagged ones."""
-    cols = {c.key: c for c in COLUMNS}
-    out = []
-    for key, text in (
-        ("maxboxacc_v2", "Best localization (MaxBoxAccV2): {} ({} %)."),
-        ("miou_tuned", "Best CAM masks (mIoU at the tuned threshold): {} ({} %)."),
-        ("insertion_auc", "Most faithful by insertion AUC: {} ({})."),
-        ("deletion_auc", "Most faithful by deletion AUC: {} ({})."),
-        ("ms_per_map", "Fastest: {} ({} ms per map)."),
-    ):
-        winners = sorted(best(rows, cols[key]))
-        if winners:
-            out.append(text.format(", ".join(winners), fmt(rows[winners[0]][key], cols[key])))
-    flagged = [m for m, r in rows.items() if r.get("flagged")]
-    if flagged:
-        out.append(
-            "Flagged by the sanity check (the maps barely change when the model's top layers are "
-            f"randomised, so they do not show what the model learned): {', '.join(flagged)}."
-        )
-    return out
-
-
-def markdown(rows: Rows, meta: dict) -> str:
-    """The table (best per column in bold, arrows saying which way is better) and a legend."""
-    marks = {c.key: best(rows, c) for c in COLUMNS}
-    lines = [
-        f"# CAM benchmark: {meta['title']}",
-        "",
-        *summary(rows),
-        "",
-        "| method | " + " | ".join(header(c) for c in COLUMNS) + " |",
-        "|---|" + "---:|" * len(COLUMNS),
-    ]
-    for m, r in rows.items():
-        cells = [
-            f"**{fmt(r.get(c.key), c)}**" if m in marks[c.key] else fmt(r.get(c.key), c) for c in COLUMNS
-        ]
-        name = f"{m} ⚠" if r.get("flagged") else m
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Bold: best in the column. ↑ higher is better, ↓ lower is better. ⚠: flagged by the sanity "
-        "check. " + meta["notes"],
-        "",
-    ]
-    lines += [f"- **{header(c)}**: {c.help}." for c in COLUMNS]
-    return "\n".join(lines) + "\n"
 
 
 def write_plots(out: Path, rows: Rows, blocks: list[str]) -> list[tuple[str, str]]:
@@ -225,14 +137,34 @@ dd{margin:0;color:#424a53}
 figure{margin:0;border:1px solid #d8dee4;border-radius:6px;padding:8px;background:#fff}
 figure img{width:100%;height:auto} figure.wide{grid-column:1/-1}
 figcaption{font-size:12px;color:#59636e;margin-top:4px}
-table.gallery td,table.gallery th{text-align:center;vertical-align:top;padding:4px;white-space:normal}
-table.gallery img{width:150px;height:auto;image-rendering:auto;border-radius:3px;display:block;margin:auto}
-table.gallery td:first-child{font-size:12px} .missing{width:150px;color:#8c959f;font-size:12px}
+table.gallery{width:auto}
+table.gallery td,table.gallery th{text-align:center;vertical-align:middle;padding:5px}
+table.gallery tbody th{text-align:right;background:#fff;cursor:default;font-size:13px}
+table.gallery thead th{font-weight:400;font-size:12px;cursor:default}
+table.gallery img{width:180px;height:auto;border-radius:3px;display:block;margin:auto}
+td.missing{width:180px;color:#8c959f;font-size:12px}
 .legend{font-size:12px;color:#59636e} .sw{display:inline-block;width:12px;height:3px;vertical-align:middle}
 """
 
 
 WIDE = ' class="wide"'
+FLAG = '<span class="flag" title="fails the randomisation sanity check">sanity ✗</span>'
+
+
+def gallery_table(gallery: list[dict], methods: list[str], badges: dict[str, str] | None = None) -> str:
+    """The overlay gallery: one column per image, a row of the images with their GT boxes, then one row
+    per method; ``badges`` maps a method to HTML shown after its name."""
+    head = "".join(f"<th>{_e(g['id'])}<br>class <b>{_e(g['class'])}</b></th>" for g in gallery)
+
+    def cell(src: str | None, alt: str) -> str:
+        return f'<td><img src="{_e(src)}" alt="{_e(alt)}"></td>' if src else '<td class="missing">no map</td>'
+
+    body = ["<tr><th>image, GT boxes</th>" + "".join(cell(g["image"], g["id"]) for g in gallery) + "</tr>"]
+    for m in methods:
+        cells = "".join(cell(g["cells"].get(m), f"{m} on {g['id']}") for g in gallery)
+        body.append(f"<tr><th>{_e(m)}{(badges or {}).get(m, '')}</th>{cells}</tr>")
+    head = f"<thead><tr><th></th>{head}</tr></thead>"
+    return f'<table class="gallery">{head}<tbody>{"".join(body)}</tbody></table>'
 
 
 def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: list[dict]) -> str:
@@ -248,35 +180,20 @@ def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: l
     head = "".join(f'<th title="{_e(c.help)}"{cls(c)}>{_e(header(c))}</th>' for c in COLUMNS)
     body = []
     for m, r in rows.items():
-        flag = '<span class="flag" title="fails the randomisation check">sanity ✗</span>' * bool(
-            r.get("flagged")
-        )
+        flag = FLAG * bool(r.get("flagged"))
         cells = "".join(
             f"<td{cls(c, 'best' if m in marks[c.key] else ('na' if r.get(c.key) is None else ''))}>"
             f"{fmt(r.get(c.key), c)}</td>"
             for c in COLUMNS
         )
         body.append(f"<tr><td><b>{_e(m)}</b>{flag}</td>{cells}</tr>")
+    badges = {m: FLAG for m, r in rows.items() if r.get("flagged")}
     legend = "".join(f"<dt>{_e(header(c))}</dt><dd>{_e(c.help)}.</dd>" for c in COLUMNS)
     figs = "".join(
         f'<figure{WIDE * (i == 0 and "cost" in p)}><img src="{_e(p)}" alt="{_e(cap)}">'
         f"<figcaption>{_e(cap)}</figcaption></figure>"
         for i, (p, cap) in enumerate(plots)
     )
-    methods = list(rows)
-    g_head = "<th>image (GT boxes)</th>" + "".join(f"<th>{_e(m)}</th>" for m in methods)
-    g_rows = []
-    for g in gallery:
-        cells = "".join(
-            f'<td><img src="{_e(g["cells"][m])}" alt="{_e(m)} {_e(g["id"])}"></td>'
-            if g["cells"].get(m)
-            else '<td><div class="missing">no map</div></td>'
-            for m in methods
-        )
-        g_rows.append(
-            f'<tr><td><img src="{_e(g["image"])}" alt="{_e(g["id"])}">{_e(g["id"])}<br>'
-            f"class: <b>{_e(g['class'])}</b></td>{cells}</tr>"
-        )
     errors = [
         f"<li><b>{_e(m)}</b>: {_e(k)} {_e(v)}</li>"
         for m, r in rows.items()
@@ -301,8 +218,7 @@ def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: l
 <p class="legend">The same images for every method: the map of the image's top-scoring labelled class over the
 image, <span class="sw" style="background:#00dc00"></span> GT boxes of that class,
 <span class="sw" style="background:#ff00ff"></span> the predicted box (stage=boxes).</p>
-<div class="scroll"><table class="gallery"><thead><tr>{g_head}</tr></thead><tbody>{"".join(g_rows)}</tbody>
-</table></div>
+<div class="scroll">{gallery_table(gallery, list(rows), badges)}</div>
 {f'<h2>Problems</h2><ul class="err">{"".join(errors)}</ul>' if errors else ""}
 </main></body></html>
 """

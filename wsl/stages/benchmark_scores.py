@@ -143,21 +143,23 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "sanity_spearman",
         "sanity ρ",
-        "min",
+        None,
         2,
-        "Spearman rank correlation of |map| between the "
-        "trained model and the model with its top layers randomised; above the flag threshold the "
-        "method ignores what the model learned (Adebayo et al. 2018)",
+        "Spearman rank correlation of |map| between the trained model and the model with its top layers "
+        "randomised (a pass / fail check, no best: near 0 or negative passes); above the flag threshold "
+        "the maps do not depend on what the model learned (Adebayo et al. 2018)",
     ),
     Column(
         "images_per_s",
         "images/s",
         "max",
         1,
-        "images per second: one forward pass + the method, single "
-        "scale, no flip, maps of the labelled classes, batch of one image",
+        "images per second: one forward pass + the method, single scale, no flip, maps of the labelled "
+        "classes, one image at a time (median over the images)",
     ),
-    Column("ms_per_map", "ms/map", "min", 1, "milliseconds per (image, class) map, same measurement"),
+    Column(
+        "ms_per_map", "ms/map", "min", 1, "milliseconds per (image, class) map, same measurement (median)"
+    ),
     Column(
         "peak_mb",
         "peak MB",

@@ -30,7 +30,11 @@ def boxes_dir(cfg: DictConfig, split: str) -> Path:
 
 
 def image_records(
-    rec: dict[str, np.ndarray], image_id: int, category_ids: list[int], threshold: float | None, method: str,
+    rec: dict[str, np.ndarray],
+    image_id: int,
+    category_ids: list[int],
+    threshold: float | None,
+    method: str,
     mode: str,
 ) -> list[dict]:
     """COCO result records of one CAM file (``rec`` from :func:`load_full`)."""
@@ -38,8 +42,14 @@ def image_records(
     for c, full in zip(rec["classes"].tolist(), rec["full"]):
         score = 1.0 / (1.0 + math.exp(-float(rec["logits"][c])))
         for x0, y0, x1, y1 in boxes_from_map(full, threshold, mode=mode, method=method).tolist():
-            out.append({"image_id": image_id, "category_id": int(category_ids[c]),
-                        "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1], "score": round(score, 6)})
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(category_ids[c]),
+                    "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1],
+                    "score": round(score, 6),
+                }
+            )
     return out
 
 
@@ -59,8 +69,9 @@ def run(cfg: DictConfig) -> dict:
         if not path.is_file():
             missing += 1
             continue
-        recs = image_records(load_full(path), ds.coco_image_id(i), ds.category_ids, threshold,
-                             st.threshold_method, st.box_mode)
+        recs = image_records(
+            load_full(path), ds.coco_image_id(i), ds.category_ids, threshold, st.threshold_method, st.box_mode
+        )
         empty += int(not recs)
         records.extend(recs)
         done += 1
@@ -78,8 +89,15 @@ def run(cfg: DictConfig) -> dict:
         io.write_json(out / "boxes.json", merged, indent=None)
         if missing:
             log.warning("%d images of %s have no CAM file in %s: left out", missing, split, cams)
-        common.write_manifest(out, cfg, started, done=done, skipped=missing, failed=0, boxes=len(merged),
-                              maps_without_box=empty)
-        log.info("boxes %s/%s: %d boxes from %d images -> %s", cfg.cam.name, split, len(merged), done,
-                 out / "boxes.json")
+        common.write_manifest(
+            out, cfg, started, done=done, skipped=missing, failed=0, boxes=len(merged), maps_without_box=empty
+        )
+        log.info(
+            "boxes %s/%s: %d boxes from %d images -> %s",
+            cfg.cam.name,
+            split,
+            len(merged),
+            done,
+            out / "boxes.json",
+        )
     return {"images": done, "missing": missing}

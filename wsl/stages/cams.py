@@ -82,14 +82,24 @@ def run(cfg: DictConfig) -> dict:
     if skipped:
         log.info("%d of %d images already have complete CAM files in %s: skipped", skipped, len(mine), out)
     batches = size_batches({i: ds.image_size(i) for i in todo}, st.batch_size)
-    loader = DataLoader(_Images(ds, list(cfg.dataset.mean), list(cfg.dataset.std)), batch_sampler=batches,
-                        num_workers=cfg.num_workers, collate_fn=_collate, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        _Images(ds, list(cfg.dataset.mean), list(cfg.dataset.std)),
+        batch_sampler=batches,
+        num_workers=cfg.num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(st.bf16 and device.type == "cuda"))
     done = failed = n_maps = 0
     t0 = time.time()
     bar = common.progress(None, f"cams {cfg.cam.name} {split}", total=len(todo))
-    with CAMExtractor(model, method=cfg.cam.method, target_layer=cfg.cam.target_layer, relu=cfg.cam.relu,
-                      batch_size=cfg.cam.batch_size) as ext:
+    with CAMExtractor(
+        model,
+        method=cfg.cam.method,
+        target_layer=cfg.cam.target_layer,
+        relu=cfg.cam.relu,
+        batch_size=cfg.cam.batch_size,
+    ) as ext:
         for items in loader:
             bad = [it for it in items if it["x"] is None]
             for it in bad:
@@ -105,12 +115,21 @@ def run(cfg: DictConfig) -> dict:
             h, w = x.shape[-2:]
             with torch.inference_mode(), autocast:
                 logits = model(x).float()
-            classes = [pick_classes(it["label"], lg, st.top_k, st.all_classes) for it, lg in zip(items, logits)]
+            classes = [
+                pick_classes(it["label"], lg, st.top_k, st.all_classes) for it, lg in zip(items, logits)
+            ]
             with autocast:
-                maps = multiscale_maps(ext, x, classes, scales=tuple(st.scales), flip=st.flip,
-                                       out_size=(math.ceil(h / st.stride), math.ceil(w / st.stride)))
+                maps = multiscale_maps(
+                    ext,
+                    x,
+                    classes,
+                    scales=tuple(st.scales),
+                    flip=st.flip,
+                    out_size=(math.ceil(h / st.stride), math.ceil(w / st.stride)),
+                )
             for it, cls, m, lg in zip(items, classes, maps, logits):
-                m = normalize_maps(torch.relu(m.float()), mode="max").cpu().numpy()
+                # eps far below any real map maximum: every non-zero map peaks at exactly 1
+                m = normalize_maps(torch.relu(m.float()), mode="max", eps=1e-12).cpu().numpy()
                 io.save_cams(out / f"{it['id']}.npz", np.asarray(cls), m, lg.cpu().numpy(), (h, w))
                 n_maps += len(cls)
             done += len(items)
@@ -118,19 +137,32 @@ def run(cfg: DictConfig) -> dict:
     bar.close()
     elapsed = time.time() - t0
     done_all, failed_all, skipped_all, maps_all, slowest = dist.all_reduce_sum(
-        [done, failed, skipped, n_maps, elapsed])
-    metrics = {"images": int(done_all), "maps": int(maps_all),
-               "images_per_s": done_all / slowest if slowest > 0 else None,
-               "maps_per_s": maps_all / slowest if slowest > 0 else None}
+        [done, failed, skipped, n_maps, elapsed]
+    )
+    metrics = {
+        "images": int(done_all),
+        "maps": int(maps_all),
+        "images_per_s": done_all / slowest if slowest > 0 else None,
+        "maps_per_s": maps_all / slowest if slowest > 0 else None,
+    }
     if getattr(ds, "has_masks", False):
         metrics.update(_cam_miou(cfg, split, mine, st.miou_threshold))
     dist.barrier()
-    common.write_manifest(out, cfg, started, done=int(done_all), skipped=int(skipped_all),
-                          failed=int(failed_all), **metrics)
-    log.info("cams %s/%s: %d images done, %d skipped, %d failed; %.1f images/s%s", cfg.cam.name, split,
-             done_all, skipped_all, failed_all, metrics["images_per_s"] or 0.0,
-             f"; CAM mIoU at bg {st.miou_threshold}: {100 * metrics['cam_miou']:.1f}" if "cam_miou" in metrics
-             else "")
+    common.write_manifest(
+        out, cfg, started, done=int(done_all), skipped=int(skipped_all), failed=int(failed_all), **metrics
+    )
+    log.info(
+        "cams %s/%s: %d images done, %d skipped, %d failed; %.1f images/s%s",
+        cfg.cam.name,
+        split,
+        done_all,
+        skipped_all,
+        failed_all,
+        metrics["images_per_s"] or 0.0,
+        f"; CAM mIoU at bg {st.miou_threshold}: {100 * metrics['cam_miou']:.1f}"
+        if "cam_miou" in metrics
+        else "",
+    )
     return metrics
 
 

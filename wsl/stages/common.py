@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import platform
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
 from wsl import dist, io
@@ -25,6 +26,7 @@ from wsl.stages import UserError
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO_ROOT / "conf"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,13 +59,19 @@ def progress(iterable: Iterable, desc: str, total: int | None = None, unit: str 
 
 def prepare_dataset(cfg: DictConfig) -> None:
     """Create the dataset if it is generated on demand (the toy data); only rank 0 writes it."""
+    from wsl.data.toy import ToyDatasetError
+
     prep = cfg.dataset.get("prepare")
-    if prep is not None:
+    if prep is None:
+        return
+    try:
         if dist.is_main():
             instantiate(prep)
         dist.barrier()
         if not dist.is_main():
             instantiate(prep)  # already there: only checks the marker
+    except ToyDatasetError as e:
+        raise UserError(str(e)) from None
 
 
 def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_boxes: bool = False):
@@ -89,6 +97,36 @@ def classifier_checkpoint(cfg: DictConfig) -> Path:
     return Path(ckpt) if ckpt else run_dir(cfg) / "train" / "best.pt"
 
 
+def stage_config(cfg: DictConfig, stage: str, method: str | None = None, **overrides: Any) -> DictConfig:
+    """A copy of ``cfg`` running ``stage`` (its YAML defaults + ``overrides``) with CAM ``method``."""
+    node = OmegaConf.load(CONF_DIR / "stage" / f"{stage}.yaml")
+    for key, value in overrides.items():
+        if key not in node:
+            raise KeyError(f"conf/stage/{stage}.yaml has no key {key!r}")
+        node[key] = value
+    sub = copy.deepcopy(cfg)
+    readonly = OmegaConf.is_readonly(cfg)
+    OmegaConf.set_readonly(sub, False)
+    with open_dict(sub):
+        sub.stage = node
+        if method is not None:
+            cam = OmegaConf.load(CONF_DIR / "cam" / f"{method}.yaml")
+            cam.target_layer = cfg.cam.target_layer
+            sub.cam = cam
+    OmegaConf.set_struct(sub, True)
+    OmegaConf.set_readonly(sub, readonly)
+    return sub
+
+
+def ensure_classifier(cfg: DictConfig) -> None:
+    """Train the run's classifier with ``conf/stage/train.yaml`` if it has none and no model.checkpoint."""
+    if not classifier_checkpoint(cfg).is_file() and not cfg.model.get("checkpoint"):
+        log.info("no classifier in run %s: training one first (stage=train, its default settings)", cfg.run)
+        from wsl.stages import train
+
+        train.run(stage_config(cfg, "train"))
+
+
 def load_classifier(cfg: DictConfig, device: torch.device, train_if_missing: bool = False) -> torch.nn.Module:
     """The run's trained classifier (``model.checkpoint`` or ``train/best.pt``), in eval mode on ``device``.
 
@@ -96,13 +134,12 @@ def load_classifier(cfg: DictConfig, device: torch.device, train_if_missing: boo
     """
     path = classifier_checkpoint(cfg)
     if not path.is_file():
-        if train_if_missing and not cfg.model.get("checkpoint"):
-            log.info("no classifier at %s: training one first (stage=train)", path)
-            from wsl.stages import train
-
-            train.run(cfg)
+        if train_if_missing:
+            ensure_classifier(cfg)
         if not path.is_file():
-            raise UserError(f"no classifier checkpoint at {path}: run stage=train first or set model.checkpoint")
+            raise UserError(
+                f"no classifier checkpoint at {path}: run stage=train first or set model.checkpoint"
+            )
     model = instantiate(cfg.model.build)
     state = io.load_checkpoint(path)
     state = state.get("model", state)
@@ -118,7 +155,15 @@ def load_classifier(cfg: DictConfig, device: torch.device, train_if_missing: boo
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("wsl", "torch", "torchvision", "numpy", "hydra-core", "opencv-python-headless", "pycocotools"):
+    for pkg in (
+        "wsl",
+        "torch",
+        "torchvision",
+        "numpy",
+        "hydra-core",
+        "opencv-python-headless",
+        "pycocotools",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -129,7 +174,12 @@ def _versions() -> dict[str, str]:
 def _git_commit() -> str | None:
     try:
         res = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -35,8 +35,11 @@ def run(cfg: DictConfig) -> dict:
         started = time.time()
         ok_data = ds.has_boxes if t == "localization" else ds.has_masks
         if not ok_data or not has_cams:
-            why = f"the dataset has no {'boxes' if t == 'localization' else 'masks'}" if not ok_data else (
-                f"no CAMs in {cams_dir(cfg, split)} (run stage=cams first)")
+            why = (
+                f"the dataset has no {'boxes' if t == 'localization' else 'masks'}"
+                if not ok_data
+                else (f"no CAMs in {cams_dir(cfg, split)} (run stage=cams first)")
+            )
             if task != "all":
                 raise UserError(f"cannot evaluate {t} on {split}: {why}")
             log.info("skipping %s evaluation: %s", t, why)

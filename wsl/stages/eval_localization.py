@@ -99,8 +99,11 @@ def evaluate_localization(cfg: DictConfig, split: str, out: Path) -> dict:
         "images": r_loc["images"],
         "pairs": r_loc["pairs"],
         "skipped_images": r_loc["skipped_images"] + missing,
-        "fixed_thresholds": {"gradcam_box_fraction": st.loc_threshold, "iou": st.iou_threshold,
-                             "pointing_tolerance_px": st.pointing_tolerance},
+        "fixed_thresholds": {
+            "gradcam_box_fraction": st.loc_threshold,
+            "iou": st.iou_threshold,
+            "pointing_tolerance_px": st.pointing_tolerance,
+        },
         "tuned_on_gt": {
             "max_box_acc": f"CAM threshold chosen on GT: {r_v1['best'][st.iou_threshold]['threshold']:.3f}",
             "max_box_acc_v2": "CAM threshold chosen on GT per IoU threshold: "
@@ -109,14 +112,24 @@ def evaluate_localization(cfg: DictConfig, split: str, out: Path) -> dict:
     }
     curves = {f"V2 IoU {d}": (thresholds, r_v2["box_acc"][d]) for d in V2_IOUS}
     curves[f"V1 IoU {st.iou_threshold}"] = (thresholds, r_v1["box_acc"][st.iou_threshold])
-    plot_lines(out / "box_acc_vs_threshold.png", curves, "CAM threshold", "BoxAcc (%)",
-               f"BoxAcc, {cfg.cam.name} on {split}")
+    plot_lines(
+        out / "box_acc_vs_threshold.png",
+        curves,
+        "CAM threshold",
+        "BoxAcc (%)",
+        f"BoxAcc, {cfg.cam.name} on {split}",
+    )
     if px is not None:
         r_px = px.compute()
         metrics["pxap"] = r_px["pxap"]
         metrics["tuned_on_gt"]["pxap"] = "threshold-free (area under the pixel PR curve)"
-        plot_lines(out / "pixel_pr_curve.png", {cfg.cam.name: (r_px["recall"], r_px["precision"])}, "recall",
-                   "precision", f"pixel precision-recall, PxAP {r_px['pxap']:.1f}")
+        plot_lines(
+            out / "pixel_pr_curve.png",
+            {cfg.cam.name: (r_px["recall"], r_px["precision"])},
+            "recall",
+            "precision",
+            f"pixel precision-recall, PxAP {r_px['pxap']:.1f}",
+        )
     results = boxes_dir(cfg, split) / "boxes.json"
     if results.is_file():
         metrics.update(coco_box_ap(ds, results, scored_ids))
@@ -124,9 +137,16 @@ def evaluate_localization(cfg: DictConfig, split: str, out: Path) -> dict:
         log.info("no %s: COCO box AP left out (run stage=boxes to get it)", results)
     common.write_metrics(out, metrics)
     io.write_text(out / "metrics.md", metrics_table(metrics, f"Localization, {cfg.cam.name} on {split}"))
-    log.info("localization %s/%s: GT-known %.1f, top-1 err %.1f, MaxBoxAccV2 %.1f, CorLoc %.1f%s",
-             cfg.cam.name, split, metrics["gt_known_loc"], metrics["top1_loc_err"], metrics["max_box_acc_v2"],
-             metrics["corloc"], f", COCO AP50 {metrics['coco_ap50']:.1f}" if "coco_ap50" in metrics else "")
+    log.info(
+        "localization %s/%s: GT-known %.1f, top-1 err %.1f, MaxBoxAccV2 %.1f, CorLoc %.1f%s",
+        cfg.cam.name,
+        split,
+        metrics["gt_known_loc"],
+        metrics["top1_loc_err"],
+        metrics["max_box_acc_v2"],
+        metrics["corloc"],
+        f", COCO AP50 {metrics['coco_ap50']:.1f}" if "coco_ap50" in metrics else "",
+    )
     return metrics
 
 
@@ -135,4 +155,6 @@ def metrics_table(metrics: dict, title: str) -> str:
     rows = [f"| {k} | {v:.2f} |" for k, v in metrics.items() if isinstance(v, float)]
     rows += [f"| {k} | {v} |" for k, v in metrics.items() if isinstance(v, int) and not isinstance(v, bool)]
     tuned = "\n".join(f"- {k}: {v}" for k, v in metrics.get("tuned_on_gt", {}).items())
-    return f"# {title}\n\n| metric | value |\n| --- | --- |\n" + "\n".join(rows) + f"\n\nTuned on GT:\n{tuned}\n"
+    return (
+        f"# {title}\n\n| metric | value |\n| --- | --- |\n" + "\n".join(rows) + f"\n\nTuned on GT:\n{tuned}\n"
+    )

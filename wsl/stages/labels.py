@@ -29,7 +29,7 @@ from wsl.segmentation import CRFPool
 from wsl.stages import common
 from wsl.stages.sec_model import load_segmodel
 from wsl.stages.segjobs import label_job
-from wsl.stages.segscore import score_labels
+from wsl.stages.segscore import masks_or_none, score_labels
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ def run(cfg: DictConfig) -> dict:
         "listed": listed,
         "list_file": str(out / f"{split}.txt"),
     }
-    if getattr(ds, "has_masks", False):
-        names = ["background", *ds.class_names]
-        metrics["labels"] = score_labels(common.build_dataset(cfg, split, with_masks=True), mine, out, names)
+    gt = masks_or_none(cfg, split) if getattr(ds, "has_masks", False) else None
+    if gt is not None:
+        metrics["labels"] = score_labels(gt, mine, out, ["background", *ds.class_names])
         metrics["miou"] = metrics["labels"]["miou"]
     common.write_metrics(out, metrics)
     common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed)

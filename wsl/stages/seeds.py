@@ -36,7 +36,7 @@ from wsl.stages import UserError, common
 from wsl.stages.camfiles import require_cams, upsample
 from wsl.stages.segjobs import seed_job
 from wsl.stages.segreport import pct
-from wsl.stages.segscore import score_seeds
+from wsl.stages.segscore import masks_or_none, score_seeds
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,9 @@ def run(cfg: DictConfig) -> dict:
         "rule": _rule(st),
     }
     names = ["background", *ds.class_names]
-    if getattr(ds, "has_masks", False):
-        metrics["seeds"] = score_seeds(common.build_dataset(cfg, split, with_masks=True), mine, out, names)
+    gt = masks_or_none(cfg, split) if getattr(ds, "has_masks", False) else None
+    if gt is not None:
+        metrics["seeds"] = score_seeds(gt, mine, out, names)
         metrics["coverage"] = metrics["seeds"]["labelled_fraction"]
     else:
         metrics["coverage"] = _coverage(ds, mine, out)

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.errors import InstantiationException
 
 from wsl import dist, io
 from wsl.metrics.segmentation import ConfusionAccumulator, SeedScoreAccumulator, miou
+from wsl.stages import UserError, common
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,19 @@ def reduce_array(a: np.ndarray) -> np.ndarray:
         return a
     summed = dist.all_reduce_sum(a.reshape(-1).astype(np.float64).tolist())
     return np.rint(np.asarray(summed)).astype(a.dtype).reshape(a.shape)
+
+
+def masks_or_none(cfg, split: str):
+    """The split with ground-truth masks for scoring, or None (logged) when some or all masks are missing."""
+    try:
+        ds = common.build_dataset(cfg, split, with_masks=True)
+    except (UserError, FileNotFoundError, InstantiationException) as e:
+        if isinstance(e, InstantiationException) and not isinstance(e.__cause__, FileNotFoundError):
+            raise  # Hydra wraps the loader's DatasetNotFoundError (a FileNotFoundError); others are bugs
+        why = str(e.__cause__ or e).splitlines()[0]
+        log.info("no ground-truth masks for every image of %s: not scored (%s)", split, why)
+        return None
+    return ds if getattr(ds, "has_masks", False) else None
 
 
 def _read_pair(ds, i: int, folder: Path, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -94,20 +94,36 @@ def run(cfg: DictConfig) -> dict:
     if last_path.is_file() and not st.overwrite:
         state = io.load_checkpoint(last_path)
         if state["epoch"] >= st.epochs and best_path.is_file():
-            log.info("classifier already trained (%s, %d epochs): nothing to do; stage.overwrite=true retrains",
-                     last_path, state["epoch"])
+            log.info(
+                "classifier already trained (%s, %d epochs): nothing to do; stage.overwrite=true retrains",
+                last_path,
+                state["epoch"],
+            )
             return io.read_json(out / "metrics.json") if (out / "metrics.json").is_file() else {}
 
     mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
     train_ds = common.build_dataset(cfg, cfg.dataset.train_split)
     val_ds = common.build_dataset(cfg, cfg.dataset.val_split)
-    train_set = _Labelled(train_ds, TrainTransform(st.input_size, mean, std, st.min_crop_area, st.jitter, cfg.seed))
+    train_set = _Labelled(
+        train_ds, TrainTransform(st.input_size, mean, std, st.min_crop_area, st.jitter, cfg.seed)
+    )
     val_set = _Labelled(val_ds, EvalTransform(st.input_size, mean, std))
     sampler = DistributedSampler(train_set, seed=cfg.seed) if dist.is_initialized() else None
-    loader_kw = dict(num_workers=cfg.num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-                     persistent_workers=cfg.num_workers > 0)
-    train_loader = DataLoader(train_set, batch_size=st.batch_size, shuffle=sampler is None, sampler=sampler,
-                              drop_last=True, worker_init_fn=_worker_init, **loader_kw)
+    loader_kw = dict(
+        num_workers=cfg.num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
+    train_loader = DataLoader(
+        train_set,
+        batch_size=st.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        worker_init_fn=_worker_init,
+        **loader_kw,
+    )
     val_loader = DataLoader(val_set, batch_size=st.batch_size, shuffle=False, **loader_kw)
 
     model = instantiate(cfg.model.build).to(device)
@@ -117,7 +133,10 @@ def run(cfg: DictConfig) -> dict:
     steps = st.epochs * len(train_loader)
     warm = min(st.warmup_steps, steps // 4)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm)))
+        opt,
+        lambda i: (
+            (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm)))
+        ),
     )
     history: list[dict] = []
     start_epoch, best = 0, {"map": -1.0}
@@ -154,25 +173,56 @@ def run(cfg: DictConfig) -> dict:
         metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")}
         if dist.is_main():
             metrics.update(evaluate(model, val_loader, device))
-            log.info("epoch %d/%d: loss %.4f, val mAP %.4f, F1 macro %.4f", epoch + 1, st.epochs,
-                     metrics["loss"], metrics["map"], metrics["f1_macro"])
+            log.info(
+                "epoch %d/%d: loss %.4f, val mAP %.4f, F1 macro %.4f",
+                epoch + 1,
+                st.epochs,
+                metrics["loss"],
+                metrics["map"],
+                metrics["f1_macro"],
+            )
             history.append(metrics)
             if metrics["map"] > best["map"]:
                 best = dict(metrics)
-                io.save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch + 1,
-                                               "arch": cfg.model.name, "num_classes": cfg.dataset.num_classes})
-            io.save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                           "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
-                                           "history": history})
+                io.save_checkpoint(
+                    best_path,
+                    {
+                        "model": model.state_dict(),
+                        "epoch": epoch + 1,
+                        "arch": cfg.model.name,
+                        "num_classes": cfg.dataset.num_classes,
+                    },
+                )
+            io.save_checkpoint(
+                last_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch + 1,
+                    "best": best,
+                    "history": history,
+                },
+            )
         dist.barrier()
 
-    result = {"best_val_map": best.get("map"), "best_val_f1_macro": best.get("f1_macro"),
-              "best_val_f1_micro": best.get("f1_micro"), "best_epoch": best.get("epoch"),
-              "epochs": st.epochs, "train_images": len(train_ds), "val_images": len(val_ds)}
+    result = {
+        "best_val_map": best.get("map"),
+        "best_val_f1_macro": best.get("f1_macro"),
+        "best_val_f1_micro": best.get("f1_micro"),
+        "best_epoch": best.get("epoch"),
+        "epochs": st.epochs,
+        "train_images": len(train_ds),
+        "val_images": len(val_ds),
+    }
     if dist.is_main():
         common.write_metrics(out, result)
         plot_curves(out / "curves.png", history, ("loss", "map", "f1_macro"), "classifier training")
         common.write_manifest(out, cfg, started, done=len(train_ds))
-    log.info("training done: best val mAP %.4f at epoch %s (%s)", best.get("map", float("nan")),
-             best.get("epoch"), Path(best_path))
+    log.info(
+        "training done: best val mAP %.4f at epoch %s (%s)",
+        best.get("map", float("nan")),
+        best.get("epoch"),
+        Path(best_path),
+    )
     return result

@@ -24,23 +24,14 @@ import torch
 from omegaconf import DictConfig
 
 from wsl import io
-from wsl.cam import CAMExtractor, grid, normalize_maps, upsample_maps
+from wsl.cam import grid
 from wsl.data.transforms import to_tensor
 from wsl.stages import UserError, common
 from wsl.stages.benchmark import resolve_methods
-from wsl.stages.benchmark_chain import ensure_classifier
-from wsl.stages.benchmark_overlays import auto_layers, panel
+from wsl.stages.benchmark_overlays import auto_layers, class_maps, class_rows, panel
+from wsl.stages.common import ensure_classifier
 
 log = logging.getLogger(__name__)
-
-
-def class_maps(
-    model: torch.nn.Module, method: str, layer: str, x: torch.Tensor, classes: list[int]
-) -> np.ndarray:
-    """``(K, H, W)`` maps in [0, 1] of ``classes`` for one image ``x`` ``(1, 3, H, W)``."""
-    with CAMExtractor(model, method=method, target_layer=layer) as ext:
-        maps = ext(x, [classes])[0]
-    return upsample_maps(normalize_maps(maps.clamp(min=0), mode="max"), tuple(x.shape[-2:])).cpu().numpy()
 
 
 def _choose(cfg: DictConfig, ds) -> list[int]:
@@ -53,31 +44,22 @@ def _choose(cfg: DictConfig, ds) -> list[int]:
     return list(range(min(int(st.limit), len(ds))))
 
 
-def _rows(image, gt, classes, names, columns, alpha) -> tuple[list[np.ndarray], list[str]]:
-    """Tiles and titles of a grid: per class, the image with its GT boxes then one overlay per column.
-
-    ``columns`` maps a column title to the ``(K, H, W)`` maps of ``classes``.
-    """
-    tiles, titles = [], []
-    for k, c in enumerate(classes):
-        own = gt["boxes"][gt["labels"] == c]
-        tiles.append(panel(image, None, own))
-        titles.append(names[k])
-        for title, maps in columns.items():
-            tiles.append(panel(image, maps[k], own, alpha=alpha))
-            titles.append(title)
-    return tiles, titles
-
-
-def _failures(cfg: DictConfig, ds, model, device, todo: int) -> list[tuple[int, list[int], np.ndarray]]:
+def _failures(
+    cfg: DictConfig, ds, model: torch.nn.Module, device: torch.device, todo: int
+) -> list[tuple[int, list[int], np.ndarray]]:
     """The first ``todo`` images whose predicted class set differs from the label: (index, classes, probs)."""
     found, labels = [], ds.labels()
     mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
     for i in range(len(ds)):
         if len(found) >= todo:
             break
+        try:
+            image = ds.load_image(i)
+        except OSError as e:
+            log.warning("visualize: skipping %s: %s", ds.ids[i], e)
+            continue
         with torch.inference_mode():
-            x = to_tensor(ds.load_image(i), mean, std)[None].to(device)
+            x = to_tensor(image, mean, std)[None].to(device)
             probs = torch.sigmoid(model(x).float())[0].cpu().numpy()
         pred, true = (
             set(np.flatnonzero(probs > cfg.stage.score_threshold)),
@@ -106,20 +88,21 @@ def run(cfg: DictConfig) -> dict:
     empty = {"boxes": np.zeros((0, 4), np.int64), "labels": np.zeros(0, np.int64)}
     written: list[Path] = []
     for i in common.progress(chosen, f"visualize {split}"):
-        image = ds.load_image(i)
+        classes = np.flatnonzero(ds.labels()[i] > 0).tolist()
+        sample = ds[i]  # never raises: an unreadable image carries an error instead
+        if sample["image"] is None or not classes:
+            log.warning("visualize: skipping %s: %s", ds.ids[i], sample["error"] or "no labelled class")
+            continue
+        image = sample["image"]
         x = to_tensor(image, mean, std)[None].to(device)
         gt = ds.load_boxes(i) if ds.has_boxes else empty
-        classes = np.flatnonzero(ds.labels()[i] > 0).tolist()
-        if not classes:
-            log.info("visualize: %s has no labelled class: skipped", ds.ids[i])
-            continue
         names = [f"{ds.ids[i]}: {ds.class_names[c]}" for c in classes]
         by_method = {m: class_maps(model, m, target, x, classes) for m in methods}
-        tiles, titles = _rows(image, gt, classes, names, by_method, st.alpha)
+        tiles, titles = class_rows(image, gt, classes, names, by_method, st.alpha)
         written.append(_save(out / "methods" / f"{ds.ids[i]}.png", tiles, titles, len(methods) + 1))
         layers = layers or auto_layers(model, target, x)
         by_layer = {f"{method} @ {n}": class_maps(model, method, n, x, classes) for n in layers}
-        tiles, titles = _rows(image, gt, classes, names, by_layer, st.alpha)
+        tiles, titles = class_rows(image, gt, classes, names, by_layer, st.alpha)
         written.append(_save(out / "layers" / f"{ds.ids[i]}.png", tiles, titles, len(layers) + 1))
     failures = _failures(cfg, ds, model, device, int(st.failures)) if st.failures else []
     for i, classes, probs in failures:
