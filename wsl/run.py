@@ -11,10 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+# oneDNN caches one compiled convolution per input shape (1,024 by default). Datasets whose images differ
+# in size (VOC, the toy data) would fill it, so resident memory would grow with the dataset; a small cache
+# keeps memory flat (measured on 1,000 toy images: +4 % instead of +17 % from 200 to 1,000 images).
+# Set before torch is imported; a user's own setting wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
 
-from wsl.config_check import ConfigError, check_config
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from wsl.config_check import ConfigError, check_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"

@@ -8,7 +8,7 @@ the usual practice for pseudo-labels of a training set, whose image-level labels
 time, without labels, keeps every class). CRFs run in a process pool of ``crf_processes``.
 
 Writes ``labels/<cam>/<split>/<id>.png`` (VOC palette, 0 background, class index + 1) and the list file
-``labels/<cam>/<split>/<split>.txt`` with one ``<list_image> <list_label>`` line per image (default
+``labels/<cam>/<split>/<split>.txt`` with one ``image label`` line per image (default
 ``JPEGImages/<id>.jpg SegmentationClassAug/<id>.png``, the DeepLab train_aug list format), plus
 ``metrics.json`` (the mIoU where the split has masks) and ``manifest.json``. Resumable, sharded.
 """
@@ -134,9 +134,11 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _write_list(out, split: str, ids: list[str], indices: list[int], st: DictConfig) -> int:
-    """``<split>.txt``: one ``image label`` line per image that has a pseudo-label (rank 0 writes)."""
+    """``<split>.txt``: ``<list_image_prefix><id><list_image_suffix> <list_label_prefix><id>.png`` for each
+    image that has a pseudo-label (rank 0 writes)."""
+    image, label = (st.list_image_prefix, st.list_image_suffix), st.list_label_prefix
     lines = [
-        f"{st.list_image.format(id=ids[i])} {st.list_label.format(id=ids[i])}\n"
+        f"{image[0]}{ids[i]}{image[1]} {label}{ids[i]}.png\n"
         for i in indices
         if (out / f"{ids[i]}.png").is_file()
     ]
