@@ -133,23 +133,24 @@ def test_saliency_background(toy):
     """SEC's saliency background from a random classifier: about the 10 % least salient pixels."""
     from hydra.utils import instantiate
 
+    from wsl.stages import UserError
+
     cfg = _cfg(toy, "stage.limit=2")
     _fake_cams(cfg, lambda ds, i, labelled: _bands(labelled, *ds.image_size(i)))
     ds = build_dataset(cfg, "train")
     ckpt = toy[2] / "clf.pt"
     torch.manual_seed(0)
-    io.save_checkpoint(ckpt, {"model": instantiate(cfg.model.build).state_dict()})
-    cfg = _cfg(
-        toy,
-        "stage.limit=2",
-        "stage.background=saliency",
-        "stage.overwrite=true",
-        f"model.checkpoint={ckpt}",
-        "stage.saliency_layer=features.3",
-    )
-    assert seeds_stage.run(cfg)["done"] == 2
-    seeds = _read(cfg, ds.ids[0])
-    assert 0 < (seeds == 0).mean() <= 0.11
+    model = instantiate(cfg.model.build)
+    io.save_checkpoint(ckpt, {"model": model.state_dict()})
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    sal = ["stage.limit=2", "stage.background=saliency", "stage.overwrite=true", f"model.checkpoint={ckpt}"]
+    for layer in ("null", convs[1]):  # the input image, an early convolution
+        assert seeds_stage.run(_cfg(toy, *sal, f"stage.saliency_layer={layer}"))["done"] == 2
+        seeds = _read(cfg, ds.ids[0])
+        assert 0 < (seeds == 0).mean() <= 0.11
+    # Before global average pooling the gradient is the same everywhere: refused, not silently all-background.
+    with pytest.raises(UserError, match="spatially constant"):
+        seeds_stage.run(_cfg(toy, *sal, f"stage.saliency_layer={cfg.model.target_layer}"))
 
 
 def test_seed_job_argmax_overlap():

@@ -63,9 +63,8 @@ class SECTrainSet(Dataset):
             log.warning("skipping %s: seeds %s, image %s", self.ds.ids[i], seeds.shape, image.shape[:2])
             return None
         (h, w), (H, W) = self.grid_hw, image.shape[:2]
-        small = cv2.resize(
-            image, (w, h), interpolation=cv2.INTER_AREA
-        )  # original uint8 pixels, not the tensor
+        # The CRF sees the original uint8 pixels (area-averaged to the grid), never the normalised tensor.
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         x = to_tensor(resize(image, (self.input_size, self.input_size)), self.mean, self.std)
         return {
             "x": x,

@@ -6,9 +6,9 @@ may hold predicted classes too), upsamples them to the image size and writes
 
 - foreground: strictly above ``fg_thresh`` (SEC: 0.2) of each class map's maximum;
 - background ``threshold``: every class map below ``bg_thresh``; ``saliency``: SEC's lowest ``bg_fraction``
-  (10 %) of the gradient saliency of the run's classifier at ``saliency_layer``; ``irn``: IRN's confident
-  seeds (Ahn et al., CVPR 2019): background planes ``irn_fg``/``irn_bg`` (0.30/0.05), each refined by a
-  label CRF (the foreground threshold and overlap rule then do not apply);
+  (10 %) of the gradient saliency of the run's classifier (:mod:`wsl.stages.seeds_saliency`); ``irn``: IRN's
+  confident seeds (Ahn et al., CVPR 2019): background planes ``irn_fg``/``irn_bg`` (0.30/0.05), each
+  refined by a label CRF (the foreground threshold and overlap rule then do not apply);
 - overlaps: ``smaller`` (SEC: the smaller cue wins) or ``argmax``.
 
 Complete PNGs are skipped on a re-run (``stage.overwrite`` redoes them); under torchrun images are sharded
@@ -25,29 +25,18 @@ import zipfile
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from wsl import dist, io
-from wsl.data.transforms import to_tensor
-from wsl.segmentation import CRFPool, gradient_saliency
-from wsl.stages import UserError, common
+from wsl.segmentation import CRFPool
+from wsl.stages import common
 from wsl.stages.camfiles import require_cams, upsample
+from wsl.stages.seeds_saliency import saliency_layer, saliency_map
 from wsl.stages.segjobs import seed_job
 from wsl.stages.segreport import pct
 from wsl.stages.segscore import masks_or_none, score_seeds
 
 log = logging.getLogger(__name__)
-
-
-def saliency_map(
-    model: torch.nn.Module, layer: torch.nn.Module, image: np.ndarray, cfg: DictConfig, device: torch.device
-) -> np.ndarray:
-    """SEC's gradient saliency of ``image`` (uint8 (H, W, 3)), upsampled bilinearly to (H, W)."""
-    x = to_tensor(image, list(cfg.dataset.mean), list(cfg.dataset.std))[None].to(device)
-    sal = gradient_saliency(model, layer, x)[None]  # (1, 1, h, w)
-    return F.interpolate(sal, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
 def _prepare(ds, i: int, folder, st: DictConfig, sal: tuple | None, cfg: DictConfig, device) -> tuple | str:
@@ -82,14 +71,7 @@ def run(cfg: DictConfig) -> dict:
     cams = require_cams(cfg, split)
     out = common.run_dir(cfg) / "seeds" / cfg.cam.name / split
     ds = common.build_dataset(cfg, split)
-    sal = None
-    if st.background == "saliency":  # SEC: gradient saliency of the classifier (Simonyan et al. 2014)
-        model = common.load_classifier(cfg, device)
-        name = st.saliency_layer or cfg.model.target_layer
-        layers = dict(model.named_modules())
-        if name not in layers:
-            raise UserError(f"stage.saliency_layer={name}: no such module in model={cfg.model.name}")
-        sal = (model, layers[name])
+    sal = saliency_layer(cfg, device) if st.background == "saliency" else None  # SEC's background cue
     indices = list(range(len(ds) if st.limit is None else min(st.limit, len(ds))))
     mine = dist.shard(indices)
     todo = [i for i in mine if st.overwrite or not (out / f"{ds.ids[i]}.png").is_file()]
