@@ -76,9 +76,15 @@ def prepare_dataset(cfg: DictConfig) -> None:
 
 def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_boxes: bool = False):
     """The dataset of ``split`` as configured; a missing root is one clear error."""
+    from hydra.errors import InstantiationException
+
     prepare_dataset(cfg)
     try:
         return instantiate(cfg.dataset.loader, split=split, with_masks=with_masks, with_boxes=with_boxes)
+    except InstantiationException as e:  # Hydra wraps the loader's own error
+        if isinstance(e.__cause__, FileNotFoundError | ValueError):
+            raise UserError(str(e.__cause__)) from None
+        raise
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
 

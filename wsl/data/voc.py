@@ -1,0 +1,147 @@
+"""PASCAL VOC 2012 (and anything written in its layout, such as the toy dataset).
+
+Layout (``root`` is the ``VOCdevkit/VOC2012`` folder)::
+
+    JPEGImages/<id>.jpg
+    Annotations/<id>.xml                         objects: name, difficult, bndbox (1-based, inclusive)
+    SegmentationClass/<id>.png                   palette PNG, 0 background, 1..C classes, 255 void
+    ImageSets/Segmentation/{train,val,trainval}.txt
+    ImageSets/SegmentationAug/train_aug.txt      optional: IRN's 10,582 train_aug ids, one id per line
+    SegmentationClassAug/<id>.png                optional: SBD-augmented masks (``aug_root``)
+
+A split ``s`` reads ``ImageSets/Segmentation/s.txt``, else ``ImageSets/SegmentationAug/s.txt``. List files
+hold plain ids (DeepLab-style lines of paths are rejected: keep the stems). Image-level labels come from
+every ``<name>`` in the XML, difficult objects included; boxes keep the ``difficult`` flag. A mask is read
+from ``SegmentationClass`` when it holds the id, else from ``aug_root``. All annotations are parsed when the
+dataset is built; a missing image file is not checked there but reported per sample (skipped and counted).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from wsl import io
+from wsl.data.base import DatasetNotFoundError, WSLDataset, make_boxes, read_image_checked, require
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+VOC_LAYOUT = """\
+  <root> = VOCdevkit/VOC2012/
+    JPEGImages/<id>.jpg
+    Annotations/<id>.xml
+    SegmentationClass/<id>.png                  (masks)
+    ImageSets/Segmentation/{train,val,trainval}.txt
+    ImageSets/SegmentationAug/train_aug.txt     (optional, with SegmentationClassAug/<id>.png)"""
+
+
+class VOCDataset(WSLDataset):
+    """One split of a VOC-layout dataset; see the module docstring for the layout.
+
+    Args:
+        root: the ``VOCdevkit/VOC2012`` folder.
+        split: a list name (``train``, ``val``, ``trainval``, ``train_aug``...).
+        with_masks: add ``"mask"`` to samples (every id must have a mask file).
+        with_boxes: add ``"boxes"``, ``"box_labels"``, ``"box_difficult"`` to samples.
+        class_names: the classes in index order (default: VOC's 20, alphabetical); every XML name must
+            be one of them.
+        aug_root: folder of SegmentationClassAug masks (default ``root/SegmentationClassAug``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        with_masks: bool = False,
+        with_boxes: bool = False,
+        class_names: Sequence[str] | None = None,
+        aug_root: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(split, with_masks, with_boxes)
+        self.root = Path(root)
+        self.class_names = list(class_names) if class_names is not None else list(VOC_CLASSES)
+        self.category_ids = list(range(1, len(self.class_names) + 1))
+        self.aug_root = Path(aug_root) if aug_root is not None else self.root / "SegmentationClassAug"
+        require(self.root, "VOC root", VOC_LAYOUT)
+        for sub in ("JPEGImages", "Annotations"):
+            require(self.root / sub, f"VOC {sub} folder", VOC_LAYOUT)
+        self.ids = io.read_id_list(self._list_file(split))
+        self._parse_annotations()
+        self.has_boxes = True
+        self.has_masks = (self.root / "SegmentationClass").is_dir() or self.aug_root.is_dir()
+        self._check_requests()
+        if self.with_masks:
+            self._check_masks()
+
+    def _list_file(self, split: str) -> Path:
+        sets = self.root / "ImageSets"
+        for sub in ("Segmentation", "SegmentationAug"):
+            if (sets / sub / f"{split}.txt").is_file():
+                return sets / sub / f"{split}.txt"
+        return require(sets / "Segmentation" / f"{split}.txt", f"VOC list of split {split!r}", VOC_LAYOUT)
+
+    def _parse_annotations(self) -> None:
+        index = {n: k for k, n in enumerate(self.class_names)}
+        self._labels = np.zeros((len(self.ids), len(self.class_names)), dtype=np.float32)
+        self._sizes: list[tuple[int, int]] = []
+        self._boxes: list[dict[str, np.ndarray]] = []
+        for i, image_id in enumerate(self.ids):
+            path = require(self.root / "Annotations" / f"{image_id}.xml", "VOC annotation", VOC_LAYOUT)
+            try:
+                ann = io.read_voc_xml(path)
+            except (ET.ParseError, ValueError, AttributeError, TypeError) as e:
+                raise ValueError(f"{path}: malformed VOC annotation ({e})") from e
+            unknown = sorted({o["name"] for o in ann["objects"]} - index.keys())
+            if unknown:
+                raise ValueError(f"{path}: unknown class names {unknown}; classes are {self.class_names}")
+            ks = [index[o["name"]] for o in ann["objects"]]
+            self._labels[i, ks] = 1.0
+            self._sizes.append(tuple(ann["size"]))
+            self._boxes.append(
+                make_boxes([o["bbox"] for o in ann["objects"]], ks, [o["difficult"] for o in ann["objects"]])
+            )
+
+    def _mask_path(self, i: int) -> Path:
+        own = self.root / "SegmentationClass" / f"{self.ids[i]}.png"
+        return own if own.is_file() else self.aug_root / f"{self.ids[i]}.png"
+
+    def _check_masks(self) -> None:
+        missing = [self.ids[i] for i in range(len(self.ids)) if not self._mask_path(i).is_file()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{len(missing)} of {len(self.ids)} ids of split {self.split!r} have no mask in "
+                f"{self.root / 'SegmentationClass'} or {self.aug_root} (first: {missing[:3]})\n"
+                f"Expected layout:\n{VOC_LAYOUT}"
+            )
+
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def image_size(self, i: int) -> tuple[int, int]:
+        h, w = self._sizes[i]
+        if h <= 0 or w <= 0:  # a few XMLs lack <size>: read the image header (cheap, no decoding)
+            with Image.open(self.root / "JPEGImages" / f"{self.ids[i]}.jpg") as img:
+                w, h = img.size
+            self._sizes[i] = (h, w)
+        return h, w
+
+    def load_image(self, i: int) -> np.ndarray:
+        return read_image_checked(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+
+    def load_mask(self, i: int) -> np.ndarray:
+        mask = io.read_label_png(self._mask_path(i))
+        bad = (mask > len(self.class_names)) & (mask != 255)
+        if bad.any():
+            raise ValueError(f"{self._mask_path(i)}: values {np.unique(mask[bad])[:5]} are not classes")
+        return mask
+
+    def load_boxes(self, i: int) -> dict[str, np.ndarray]:
+        return dict(self._boxes[i])
