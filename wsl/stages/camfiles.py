@@ -21,7 +21,8 @@ def require_cams(cfg: DictConfig, split: str) -> Path:
     folder = cams_dir(cfg, split)
     if not (folder / "manifest.json").is_file():
         raise UserError(
-            f"no CAMs at {folder}: run `python -m wsl.run stage=cams cam={cfg.cam.name} stage.split={split}` first"
+            f"no CAMs at {folder}: run `python -m wsl.run stage=cams cam={cfg.cam.name} "
+            f"stage.split={split}` first"
         )
     return folder
 

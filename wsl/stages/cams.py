@@ -75,12 +75,14 @@ def run(cfg: DictConfig) -> dict:
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
     ds = common.build_dataset(cfg, split)
-    indices = list(range(len(ds) if st.limit is None else min(st.limit, len(ds))))
-    mine = dist.shard(indices)
-    todo = [i for i in mine if st.overwrite or not io.is_complete_npz(out / f"{ds.ids[i]}.npz")]
-    skipped = len(mine) - len(todo)
-    if skipped:
-        log.info("%d of %d images already have complete CAM files in %s: skipped", skipped, len(mine), out)
+    mine, todo, skipped = common.pending(
+        ds.ids,
+        st.limit,
+        st.overwrite,
+        lambda i: io.is_complete_npz(out / f"{i}.npz"),
+        "complete CAM files",
+        out,
+    )
     batches = size_batches({i: ds.image_size(i) for i in todo}, st.batch_size)
     loader = DataLoader(
         _Images(ds, list(cfg.dataset.mean), list(cfg.dataset.std)),

@@ -95,6 +95,22 @@ def split_name(cfg: DictConfig) -> str:
     return {"train": cfg.dataset.train_split, "val": cfg.dataset.val_split}.get(split, split)
 
 
+def pending(
+    ids: list[str], limit: int | None, overwrite: bool, is_done, what: str, out: Path
+) -> tuple[list[int], list[int], int]:
+    """This rank's share of the first ``limit`` images and, among them, those still to do.
+
+    ``is_done(image_id)`` says whether an image's output is complete (a re-run skips it unless
+    ``overwrite``). Returns ``(mine, todo, skipped)``.
+    """
+    mine = dist.shard(list(range(len(ids) if limit is None else min(limit, len(ids)))))
+    todo = [i for i in mine if overwrite or not is_done(ids[i])]
+    skipped = len(mine) - len(todo)
+    if skipped:
+        log.info("%d of %d images already have %s in %s: skipped", skipped, len(mine), what, out)
+    return mine, todo, skipped
+
+
 # --------------------------------------------------------------------------------------------- models
 
 

@@ -70,12 +70,9 @@ def run(cfg: DictConfig) -> dict:
     model = load_segmodel(cfg, device, st.checkpoint)
     ds = common.build_dataset(cfg, split)
     labels = ds.labels()
-    indices = list(range(len(ds) if st.limit is None else min(st.limit, len(ds))))
-    mine = dist.shard(indices)
-    todo = [i for i in mine if st.overwrite or not (out / f"{ds.ids[i]}.png").is_file()]
-    skipped = len(mine) - len(todo)
-    if skipped:
-        log.info("%d of %d images already have pseudo-labels in %s: skipped", skipped, len(mine), out)
+    mine, todo, skipped = common.pending(
+        ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "pseudo-labels", out
+    )
     done = failed = 0
     predict_kw = dict(size=cfg.segmodel.input_size, scales=list(st.scales), flip=st.flip,
                       mean=list(cfg.dataset.mean), std=list(cfg.dataset.std), device=device)  # fmt: skip
@@ -104,6 +101,7 @@ def run(cfg: DictConfig) -> dict:
     bar.close()
     done, skipped, failed = (int(v) for v in dist.all_reduce_sum([done, skipped, failed]))
     dist.barrier()
+    indices = range(len(ds) if st.limit is None else min(st.limit, len(ds)))
     listed = _write_list(out, split, ds.ids, indices, st)
     metrics = {
         "split": split,

@@ -72,12 +72,9 @@ def run(cfg: DictConfig) -> dict:
     out = common.run_dir(cfg) / "seeds" / cfg.cam.name / split
     ds = common.build_dataset(cfg, split)
     sal = saliency_layer(cfg, device) if st.background == "saliency" else None  # SEC's background cue
-    indices = list(range(len(ds) if st.limit is None else min(st.limit, len(ds))))
-    mine = dist.shard(indices)
-    todo = [i for i in mine if st.overwrite or not (out / f"{ds.ids[i]}.png").is_file()]
-    skipped = len(mine) - len(todo)
-    if skipped:
-        log.info("%d of %d images already have seeds in %s: skipped", skipped, len(mine), out)
+    mine, todo, skipped = common.pending(
+        ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "seeds", out
+    )
     done = failed = 0
     bar = common.progress(None, f"seeds {cfg.cam.name} {split}", total=len(todo))
     chunk = 4 * max(1, st.crf_processes)
