@@ -82,6 +82,17 @@ def test_corrupt_image_is_skipped_and_counted(trained, data_root, tmp_path, comp
     assert manifest["counts"] == {"done": 2, "skipped": 0, "failed": 1}
 
 
+def _cli_paths(data_root, out) -> list[str]:
+    """Overrides pointing the CLI at the session's small toy data and the module's run folder."""
+    return [
+        f"paths.data_root={data_root}",
+        f"paths.output_root={out}",
+        "num_workers=0",
+        "++dataset.prepare.n_train=48",
+        "++dataset.prepare.n_val=24",
+    ]
+
+
 def _cli(args, cwd, torchrun=False):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     head = (
@@ -94,13 +105,7 @@ def _cli(args, cwd, torchrun=False):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(trained, data_root, tmp_path):
-    common = [
-        f"paths.data_root={data_root}",
-        f"paths.output_root={trained}",
-        "num_workers=0",
-        "++dataset.prepare.n_train=48",
-        "++dataset.prepare.n_val=24",
-    ]
+    common = _cli_paths(data_root, trained)
     one = _cli(["stage=cams", "run=toy-small_cnn", "cam=gradcam", *common, "stage.overwrite=true"], tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
     folder = trained / "toy-small_cnn" / "cams" / "gradcam" / "val"
@@ -118,14 +123,7 @@ def test_torchrun_two_processes_match_one(trained, data_root, tmp_path):
 
 @pytest.mark.slow
 def test_multirun_over_methods_does_not_collide(trained, data_root, tmp_path):
-    common = [
-        f"paths.data_root={data_root}",
-        f"paths.output_root={trained}",
-        "num_workers=0",
-        "++dataset.prepare.n_train=48",
-        "++dataset.prepare.n_val=24",
-        "stage.limit=3",
-    ]
+    common = [*_cli_paths(data_root, trained), "stage.limit=3"]
     r = _cli(["-m", "stage=cams", "cam=gradcam,hirescam,layercam", *common], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     for m in ("gradcam", "hirescam", "layercam"):

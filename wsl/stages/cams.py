@@ -22,7 +22,7 @@ from wsl import dist, io
 from wsl.cam import CAMExtractor, multiscale_maps, normalize_maps
 from wsl.data.transforms import to_tensor
 from wsl.stages import common
-from wsl.stages.camfiles import cams_dir, upsample
+from wsl.stages.camfiles import cams_dir
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def run(cfg: DictConfig) -> dict:
         "maps_per_s": maps_all / slowest if slowest > 0 else None,
     }
     if getattr(ds, "has_masks", False):
-        metrics.update(_cam_miou(cfg, split, mine, st.miou_threshold))
+        metrics.update(_cam_miou(cfg, ds, split, mine, st.miou_threshold))
     dist.barrier()
     common.write_manifest(
         out, cfg, started, done=int(done_all), skipped=int(skipped_all), failed=int(failed_all), **metrics
@@ -168,28 +168,10 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def _cam_miou(cfg: DictConfig, split: str, mine: list[int], threshold: float) -> dict:
+def _cam_miou(cfg: DictConfig, ds, split: str, mine: list[int], threshold: float) -> dict:
     """CAM mIoU of this run's files at a fixed background threshold (IRN protocol), over all ranks."""
-    from wsl.metrics import ConfusionAccumulator
-    from wsl.segmentation import cam_to_mask
-
-    ds = common.build_dataset(cfg, split, with_masks=True)
-    out = cams_dir(cfg, split)
-    acc = ConfusionAccumulator(len(ds.class_names) + 1)
-    labels = ds.labels()
-    for i in mine:
-        path = out / f"{ds.ids[i]}.npz"
-        if not path.is_file():
-            continue
-        rec = io.load_cams(path)
-        label = np.flatnonzero(labels[i] > 0)
-        keep = np.isin(rec["classes"], label)
-        full = upsample(rec["maps"][keep], tuple(int(v) for v in rec["image_size"]))
-        acc.update(ds.load_mask(i), cam_to_mask(full, rec["classes"][keep] + 1, threshold))
-    conf = acc.conf
-    if dist.is_initialized():
-        conf = np.asarray(dist.all_reduce_sum(conf.reshape(-1).tolist()), dtype=np.int64).reshape(conf.shape)
     from wsl.metrics import miou
+    from wsl.stages.eval_segmentation import score_cam_masks
 
-    m, _ = miou(conf)
-    return {"cam_miou": m, "cam_miou_threshold": threshold}
+    conf, _, _ = score_cam_masks(ds, mine, cams_dir(cfg, split), threshold, np.array([threshold]), split)
+    return {"cam_miou": miou(conf)[0], "cam_miou_threshold": threshold}

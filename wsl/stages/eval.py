@@ -48,11 +48,11 @@ def run(cfg: DictConfig) -> dict:
         if t == "localization":
             from wsl.stages.eval_localization import evaluate_localization
 
-            results[t] = evaluate_localization(cfg, split, out)
+            results[t] = evaluate_localization(cfg, split, out, ds)
         else:
             from wsl.stages.eval_segmentation import evaluate_segmentation
 
-            results[t] = evaluate_segmentation(cfg, split, out)
+            results[t] = evaluate_segmentation(cfg, split, out, ds)
         common.write_manifest(out, cfg, started, done=int(results[t].get("images", 0)))
     if not results:
         raise UserError(f"nothing to evaluate for cam={cfg.cam.name} on {split}: run stage=cams first")

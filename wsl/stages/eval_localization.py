@@ -49,10 +49,11 @@ def coco_box_ap(ds, results_path: Path, image_ids: list[int]) -> dict[str, float
     return {"coco_ap": 100.0 * float(ev.stats[0]), "coco_ap50": 100.0 * float(ev.stats[1])}
 
 
-def evaluate_localization(cfg: DictConfig, split: str, out: Path) -> dict:
+def evaluate_localization(cfg: DictConfig, split: str, out: Path, ds=None) -> dict:
+    """Score the run's maps of ``split`` against its boxes; ``ds`` is the split's dataset if already built."""
     st = cfg.stage
     cams = require_cams(cfg, split)
-    ds = common.build_dataset(cfg, split, with_boxes=True)
+    ds = common.build_dataset(cfg, split, with_boxes=True) if ds is None else ds
     has_masks = bool(getattr(ds, "has_masks", False))
     thresholds = default_thresholds(st.box_acc_step)
     loc = LocalizationAccumulator(st.loc_threshold, st.iou_threshold, topk=5, tolerance=st.pointing_tolerance)

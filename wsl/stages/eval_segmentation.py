@@ -52,8 +52,11 @@ def sweep_thresholds(st: Any) -> np.ndarray:
     return np.round(np.arange(start, stop + step / 2, step), 6)
 
 
-def _score_cams(ds, indices: list[int], folder: Path, threshold: float, thresholds: np.ndarray, split: str):
-    """Fixed-threshold confusion matrix and per-threshold matrices of the CAM masks (this rank's share)."""
+def score_cam_masks(
+    ds, indices: list[int], folder: Path, threshold: float, thresholds: np.ndarray, split: str
+):
+    """Fixed-threshold confusion matrix, per-threshold matrices and counts of the CAM masks, summed over
+    ranks (each rank scores ``indices``, its share)."""
     n = ds.num_classes + 1
     fixed, sweep = ConfusionAccumulator(n), ThresholdSweep(n, thresholds)
     counts = {"images": 0, "missing": 0, "failed": 0, "missing_maps": 0}
@@ -98,20 +101,23 @@ def _best(mious: np.ndarray, thresholds: np.ndarray) -> int:
     return int(cand[np.argmin(thresholds[cand])])
 
 
-def evaluate_segmentation(cfg: DictConfig, split: str, out: Path) -> dict:
+def evaluate_segmentation(cfg: DictConfig, split: str, out: Path, ds=None) -> dict:
     """Score CAM masks (+ seeds and pseudo-labels where present) of ``split``; write into ``out``.
 
     Writes ``metrics.json``, ``metrics.md`` and ``miou_vs_threshold.png`` (rank 0). Returns the metrics.
     Config: ``stage.miou_threshold`` (default 0.15), ``stage.sweep_start/stop/step`` (0.0, 0.6, 0.01).
+    ``ds`` is the split's dataset if the caller already built it.
     """
     threshold = float(cfg.stage.get("miou_threshold", 0.15))
     thresholds = sweep_thresholds(cfg.stage)
-    ds = common.build_dataset(cfg, split, with_masks=True)
+    ds = common.build_dataset(cfg, split, with_masks=True) if ds is None else ds
     if not getattr(ds, "has_masks", False):
         raise UserError(f"split {split!r} of dataset {cfg.dataset.name} has no masks: nothing to score")
     names = ["background", *ds.class_names]
     mine = dist.shard(list(range(len(ds))))
-    fixed_conf, confs, counts = _score_cams(ds, mine, require_cams(cfg, split), threshold, thresholds, split)
+    fixed_conf, confs, counts = score_cam_masks(
+        ds, mine, require_cams(cfg, split), threshold, thresholds, split
+    )
     if counts["images"] == 0:
         raise UserError(f"no CAM file of split {split!r} could be scored ({counts})")
     m_fixed, iou_fixed = miou(fixed_conf)
