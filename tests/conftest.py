@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
+from wsl.config_schema import register_schemas
 from wsl.run import CONF_DIR, register_resolvers
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 register_resolvers()
+register_schemas()
 
 SMALL_TOY = {"n_train": 48, "n_val": 24}
 
@@ -27,6 +30,25 @@ def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     ensure_toy(root / "toy", seed=0, **SMALL_TOY)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_root(tmp_path_factory, data_root: Path) -> Path:
+    """An output root whose run ``toy-small_cnn`` has a 1-epoch classifier (trained once per session;
+    quality does not matter to the tests that use it). Copy it with :func:`trained` before writing."""
+    from wsl.stages import train
+
+    out = tmp_path_factory.mktemp("trained")
+    train.run(compose_cfg(["stage=train", "stage.epochs=1", "num_workers=0"], data_root, out))
+    return out
+
+
+@pytest.fixture
+def trained(trained_root: Path, tmp_path: Path) -> Path:
+    """A private output root (in ``tmp_path``) holding a copy of the session's trained run."""
+    out = tmp_path / "out"
+    shutil.copytree(trained_root, out)
+    return out
 
 
 @pytest.fixture
@@ -43,6 +65,7 @@ def compose_at(data_root: Path):
 
 def compose_cfg(overrides: list[str], data_root: Path, output_root: Path) -> DictConfig:
     """Compose the real configuration with the compose API, pointed at test folders."""
+    register_schemas()  # conf/ links the schemas of wsl/config_schema.py: they must be in Hydra's ConfigStore
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(
             config_name="config",

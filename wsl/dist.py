@@ -80,6 +80,23 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return t.cpu().tolist()
 
 
+def merge_all(acc: T) -> T:
+    """``acc`` merged with the same accumulator of every other rank, in rank order (identity alone).
+
+    Every accumulator of ``wsl.metrics`` and ``wsl.evaluation`` has ``merge(other) -> self``; this is the
+    distributed reduction they are written for. The objects travel in memory between this job's own
+    processes (``all_gather_object``); nothing is read from disk.
+    """
+    if not is_initialized() or world_size() == 1:
+        return acc
+    gathered: list = [None] * world_size()
+    torch_dist.all_gather_object(gathered, acc)
+    merged = gathered[0]
+    for other in gathered[1:]:
+        merged = merged.merge(other)
+    return merged
+
+
 def destroy() -> None:
     if is_initialized():
         torch_dist.destroy_process_group()

@@ -284,7 +284,68 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: never unpickles arbitrary objects."""
+    """Load a checkpoint with ``weights_only=True``: never unpickles arbitrary objects.
+
+    A file that is not a torch checkpoint, or a pickle that would run code, raises
+    :class:`wsl.errors.UserError` naming the file.
+    """
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    from wsl.errors import UserError
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint not found: {path}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{path} is not a checkpoint wsl can load safely (weights_only=True): {why[:200]}"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """The model weights of a checkpoint file, whatever its form.
+
+    Accepted: a plain state dict, ``{"model": state_dict}`` (what wsl writes) or ``{"state_dict": ...}``,
+    each possibly with DDP's ``module.`` prefix on every key (removed). Loaded with ``weights_only=True``.
+    """
+    state = load_checkpoint(path)
+    for key in ("model", "state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def imagenet_state_dict(url: str, what: str, key: str = "model.pretrained") -> dict[str, Any]:
+    """torchvision ImageNet weights from the torch hub cache, downloaded there (hash checked) if absent.
+
+    Offline (or on a bad hash) this is one :class:`wsl.errors.UserError` line naming the file to place in
+    the cache and the key (``key``) that turns pretrained weights off.
+    """
+    from urllib.parse import urlparse
+
+    import torch
+
+    from wsl.errors import UserError
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if path.is_file():
+        return load_checkpoint(path)
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
+    except Exception as err:  # offline, proxy, bad hash: one clear line instead of a network traceback
+        raise UserError(
+            f"ImageNet weights of {what} are not in the torch hub cache ({path}) and the download failed "
+            f"({type(err).__name__}): download {url} to that path, or set {key}=false"
+        ) from None

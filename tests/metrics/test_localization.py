@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -45,10 +47,10 @@ def test_top1_top5_and_gt_known():
     scores[7] = 1  # right class, wrong place: a localization error for every k
     acc.update(maps, scores, gt, labels7)
     out = acc.compute()
-    assert out["top1_loc_err"] == pytest.approx(75.0)
-    assert out["top5_loc_err"] == pytest.approx(50.0)
-    assert out["gt_known_loc"] == pytest.approx(75.0)
-    assert out["images"] == 4 and out["pairs"] == 4
+    assert out.top1_loc_err == pytest.approx(0.75)
+    assert out.topk == 5 and out.topk_loc_err == pytest.approx(0.50)
+    assert out.gt_known_loc == pytest.approx(0.75)
+    assert out.images == 4 and out.pairs == 4
 
 
 def test_multilabel_pairs_difficult_and_corloc():
@@ -64,18 +66,18 @@ def test_multilabel_pairs_difficult_and_corloc():
     # image 3: only difficult boxes -> left out entirely
     acc.update({1: blob(0, 0, 9, 9)}, np.ones(6), boxes[:1], np.array([1]), np.array([True]))
     out = acc.compute()
-    assert out["pairs"] == 3 and out["images"] == 2 and out["skipped_images"] == 1
-    assert out["corloc_per_class"] == {1: 100.0, 2: 50.0}
-    assert out["corloc"] == pytest.approx(75.0)
-    assert out["gt_known_loc"] == pytest.approx(200 / 3)
-    assert out["top1_loc_err"] == pytest.approx(50.0)  # image 1: class 2 ranks first and is right
+    assert out.pairs == 3 and out.images == 2 and out.skipped_images == 1
+    assert out.corloc_per_class == {1: 1.0, 2: 0.5}
+    assert out.corloc == pytest.approx(0.75)
+    assert out.gt_known_loc == pytest.approx(2 / 3)
+    assert out.top1_loc_err == pytest.approx(0.5)  # image 1: class 2 ranks first and is right
 
 
 def test_difficult_boxes_still_count_as_matches():
     acc = LocalizationAccumulator()
     boxes = np.array([[0, 0, 5, 5], [20, 20, 39, 39]])
     acc.update({3: blob(20, 20, 39, 39)}, np.eye(5)[3], boxes, np.array([3, 3]), np.array([False, True]))
-    assert acc.compute()["gt_known_loc"] == 100.0
+    assert acc.compute().gt_known_loc == 1.0
 
 
 def test_pointing_game_tolerance():
@@ -90,7 +92,7 @@ def test_pointing_game_tolerance():
     acc = LocalizationAccumulator()
     acc.update({1: m}, np.array([0, 1.0]), np.array([[25, 15, 35, 25]]), np.array([1]))
     acc.update({1: m}, np.array([0, 1.0]), np.array([[0, 0, 5, 5]]), np.array([1]))
-    assert acc.compute()["pointing_game"] == 50.0
+    assert acc.compute().pointing_game == 0.5
 
 
 def test_bad_input():
@@ -113,3 +115,36 @@ def test_bad_input():
     acc.update({1: m}, np.ones(3), np.zeros((0, 4)), np.zeros(0, int))  # no GT box: left out
     with pytest.raises(ValueError, match="no image"):
         acc.compute()
+
+
+def _images():
+    """Five hand-made images (maps, scores, boxes, labels, difficult), some localised, some not."""
+    far = {2: blob(0, 0, 3, 3)}
+    both = {1: blob(0, 0, 9, 9), 2: blob(20, 20, 39, 39)}
+    boxes = np.array([[0, 0, 9, 9], [20, 20, 39, 39]])
+    return [
+        (both, np.array([0, 2, 1.0]), boxes, np.array([1, 2]), None),
+        (far, np.array([0, 0, 5.0]), boxes[1:], np.array([2]), None),
+        ({1: blob(0, 0, 9, 9)}, np.ones(3), boxes[:1], np.array([1]), np.array([True])),  # skipped
+        ({1: blob(5, 5, 30, 30)}, np.array([0, 1, 0.0]), boxes[:1], np.array([1]), None),
+        (both, np.array([0, 0, 1.0]), boxes, np.array([1, 2]), np.array([False, False])),
+    ]
+
+
+def test_merge_of_two_halves_equals_one_pass():
+    images = _images()
+    whole, first, second = LocalizationAccumulator(), LocalizationAccumulator(), LocalizationAccumulator()
+    for k, item in enumerate(images):
+        whole.update(*item)
+        (first if k < 2 else second).update(*item)
+    assert first.merge(second) is first
+    assert first.compute() == whole.compute()  # a frozen dataclass of plain numbers: == compares all
+    assert pickle.loads(pickle.dumps(first)).compute() == whole.compute()
+
+
+def test_merge_rejects_other_settings():
+    for other in (LocalizationAccumulator(threshold=0.2), LocalizationAccumulator(topk=1)):
+        with pytest.raises(ValueError, match="different"):
+            LocalizationAccumulator().merge(other)
+    with pytest.raises(TypeError):
+        LocalizationAccumulator().merge(object())

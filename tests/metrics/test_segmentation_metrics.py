@@ -1,5 +1,7 @@
 """mIoU, confusion matrices, the one-pass threshold sweep and seed scores against independent references."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -48,7 +50,9 @@ def test_miou_matches_set_counting_reference(n):
     acc = ConfusionAccumulator(n)
     for gt, pred in zip(gts, preds):
         acc.update(gt, pred)
-    got, got_iou = acc.compute()
+    result = acc.compute()
+    got, got_iou = result.miou, result.per_class_iou
+    np.testing.assert_array_equal(result.conf, acc.conf)
     ref, ref_iou = reference_iou(gts, preds, n)
     assert np.isnan(ref_iou).sum() > 0  # absent classes are exercised
     np.testing.assert_array_equal(np.isnan(got_iou), np.isnan(ref_iou))
@@ -95,11 +99,12 @@ def test_bad_gt_and_shapes_raise():
 
 def test_miou_nanmean_over_present_classes():
     conf = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
-    m, iou = miou(conf)
+    result = miou(conf)
+    m, iou = result.miou, result.per_class_iou
     np.testing.assert_allclose(iou[:2], [3 / 4, 2 / 3])
     assert np.isnan(iou[2])
     assert m == pytest.approx((3 / 4 + 2 / 3) / 2, abs=1e-15)
-    assert np.isnan(miou(np.zeros((4, 4)))[0])
+    assert np.isnan(miou(np.zeros((4, 4))).miou)
 
 
 def stacked_argmax_mask(maps, classes, t):
@@ -135,9 +140,9 @@ def test_threshold_sweep_equals_recomputing(dtype):
     confs = sweep.confusion_matrices()
     for j, acc in enumerate(accs):
         np.testing.assert_array_equal(confs[j], acc.conf)
-        ref = acc.compute()[0]
+        ref = acc.compute().miou
         assert result.miou[j] == ref or (np.isnan(ref) and np.isnan(result.miou[j]))
-    ref_mious = np.array([a.compute()[0] for a in accs])
+    ref_mious = np.array([a.compute().miou for a in accs])
     assert result.best_miou == np.nanmax(ref_mious)
     assert result.best_threshold == shuffled[result.best_index]
     np.testing.assert_array_equal(result.thresholds, shuffled)
@@ -187,3 +192,58 @@ def test_seed_scores_accumulate_over_images_and_reject_bad_seeds():
     assert s.miou == pytest.approx(1.0)
     with pytest.raises(ValueError):
         acc.update(np.zeros((1, 1), np.uint8), np.array([[7]], np.uint8))
+
+
+def test_confusion_and_seed_merge_of_two_halves_equals_one_pass():
+    rng = np.random.default_rng(11)
+    gts, preds = random_set(rng, 5, count=6)
+    seeds = [np.where(rng.random(p.shape) < 0.3, 255, p).astype(np.uint8) for p in preds]
+    whole, halves = ConfusionAccumulator(5), [ConfusionAccumulator(5), ConfusionAccumulator(5)]
+    s_whole, s_halves = SeedScoreAccumulator(5), [SeedScoreAccumulator(5), SeedScoreAccumulator(5)]
+    for k, (gt, pred, seed) in enumerate(zip(gts, preds, seeds)):
+        whole.update(gt, pred)
+        halves[k % 2].update(gt, pred)
+        s_whole.update(gt, seed)
+        s_halves[k % 2].update(gt, seed)
+    merged = pickle.loads(pickle.dumps(halves[0])).merge(halves[1])
+    np.testing.assert_array_equal(merged.conf, whole.conf)
+    assert merged.compute().miou == whole.compute().miou
+    got, ref = s_halves[0].merge(s_halves[1]).compute(), s_whole.compute()
+    for name in ("coverage", "labelled_fraction", "mean_precision", "miou"):
+        assert getattr(got, name) == getattr(ref, name)
+    np.testing.assert_array_equal(got.conf, ref.conf)
+    np.testing.assert_array_equal(got.precision, ref.precision)
+
+
+def test_threshold_sweep_merge_of_two_halves_equals_one_pass():
+    rng = np.random.default_rng(12)
+    thresholds = [0.3, 0.1, 0.2]
+    whole, halves = ThresholdSweep(4, thresholds), [ThresholdSweep(4, thresholds) for _ in range(2)]
+    for k in range(6):
+        classes = np.array([1, 3])
+        maps = rng.random((2, 9, 7)).astype(np.float32)
+        gt = rng.choice([0, 1, 3, 255], size=(9, 7)).astype(np.uint8)
+        whole.update(maps, classes, gt)
+        halves[k // 3].update(maps, classes, gt)
+    merged = pickle.loads(pickle.dumps(halves[0])).merge(halves[1])
+    np.testing.assert_array_equal(merged.confusion_matrices(), whole.confusion_matrices())
+    got, ref = merged.compute(), whole.compute()
+    np.testing.assert_array_equal(got.miou, ref.miou)
+    assert (got.best_index, got.best_threshold, got.best_miou) == (
+        ref.best_index,
+        ref.best_threshold,
+        ref.best_miou,
+    )
+
+
+def test_merge_rejects_incompatible_accumulators():
+    with pytest.raises(ValueError, match="num_classes"):
+        ConfusionAccumulator(3).merge(ConfusionAccumulator(4))
+    with pytest.raises(ValueError, match="ignore_index"):
+        SeedScoreAccumulator(3).merge(SeedScoreAccumulator(3, ignore_index=0))
+    with pytest.raises(ValueError, match="thresholds"):
+        ThresholdSweep(3, [0.1, 0.2]).merge(ThresholdSweep(3, [0.2, 0.1]))
+    with pytest.raises(ValueError, match="num_classes"):
+        ThresholdSweep(3, [0.1]).merge(ThresholdSweep(4, [0.1]))
+    with pytest.raises(TypeError):
+        ConfusionAccumulator(3).merge(SeedScoreAccumulator(3))

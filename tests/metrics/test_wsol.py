@@ -6,12 +6,14 @@ one ``cv2.threshold`` + ``cv2.findContours`` + ``cv2.boundingRect`` per CAM thre
 
 from __future__ import annotations
 
+import pickle
+
 import cv2
 import numpy as np
 import pytest
 
 import wsl.localization.boxes as boxes_module
-from wsl.metrics.wsol import MaxBoxAccumulator, best_iou_per_threshold, max_box_acc, pxap
+from wsl.metrics.wsol import MaxBoxAccumulator, PxAPAccumulator, best_iou_per_threshold, max_box_acc, pxap
 
 # ---------------------------------------------------------------- reference (wsolevaluation) --
 
@@ -62,7 +64,7 @@ def ref_max_box_acc(maps, gts, taus, deltas, multi_contour):
         best = [ref_iou(ref_boxes_at(scoremap, t, multi_contour), gt).max() for t in taus]
         for d in deltas:
             correct[d][np.asarray(best) >= d] += 1
-    curves = {d: correct[d] * 100.0 / len(maps) for d in deltas}
+    curves = {d: correct[d] * 100.0 / len(maps) / 100 for d in deltas}  # percent -> fraction
     return curves, float(np.mean([curves[d].max() for d in deltas]))
 
 
@@ -79,7 +81,7 @@ def ref_pxap(maps, masks, taus):
     keep = (tp + fp) > 0
     precision = tp[keep] / (tp[keep] + fp[keep])
     recall = tp[keep] / (tp[keep] + fn[keep])
-    return 100 * np.sum(precision[1:] * np.diff(recall))
+    return 100 * np.sum(precision[1:] * np.diff(recall)) / 100  # percent -> fraction
 
 
 # ------------------------------------------------------------------------------ test maps --
@@ -133,11 +135,12 @@ def test_max_box_acc_matches_reference(multi_contour, deltas, seed):
     taus = np.arange(0, 1, 0.01)
     curves, ref = ref_max_box_acc(maps, gts, taus, deltas, multi_contour)
     out = max_box_acc(maps, gts, taus, deltas, multi_contour)
-    assert abs(out["max_box_acc"] - ref) < 1e-9
+    assert abs(out.max_box_acc - ref) < 1e-11  # the 1e-9 of percentages, in fractions
     for d in deltas:
-        np.testing.assert_allclose(out["box_acc"][d], curves[d], rtol=0, atol=1e-9)
-        assert out["best"][d]["value"] == pytest.approx(curves[d].max(), abs=1e-9)
-        assert out["best"][d]["index"] == int(np.argmax(curves[d]))
+        np.testing.assert_allclose(out.box_acc[d], curves[d], rtol=0, atol=1e-11)
+        assert out.best_acc[d] == pytest.approx(curves[d].max(), abs=1e-11)
+        assert out.best_index[d] == int(np.argmax(curves[d]))
+        assert out.best_threshold[d] == taus[out.best_index[d]]
 
 
 @pytest.mark.parametrize("multi_contour", [False, True])
@@ -178,7 +181,7 @@ def test_hole_gives_a_box_in_v2_only():
 def test_empty_foreground_box_counts():
     cam = np.zeros((10, 10))  # constant -> zeros -> no contour -> box (0, 0, 0, 0)
     out = max_box_acc([cam], [np.array([[0, 0, 0, 0]])], thresholds=[0.0, 0.5])
-    np.testing.assert_array_equal(out["box_acc"][0.5], [100.0, 100.0])
+    np.testing.assert_array_equal(out.box_acc[0.5], [1.0, 1.0])
 
 
 def test_accumulator_is_flat_and_matches_function():
@@ -188,7 +191,7 @@ def test_accumulator_is_flat_and_matches_function():
         acc.update(m, g)
     assert acc.hits.shape == (3, 20) and acc.count == 10
     ref = max_box_acc(maps, gts, np.arange(0, 1, 0.05), (0.3, 0.5, 0.7), True)
-    assert acc.compute()["max_box_acc"] == ref["max_box_acc"]
+    assert acc.compute().max_box_acc == ref.max_box_acc
 
 
 def test_pxap_matches_reference_and_ignores_255():
@@ -202,10 +205,10 @@ def test_pxap_matches_reference_and_ignores_255():
         masks.append(mask)
     for taus in (np.arange(0, 1, 0.01), np.arange(0, 1, 0.001)):
         out = pxap(maps, masks, taus)
-        assert abs(out["pxap"] - ref_pxap(maps, masks, taus)) < 1e-9
-        assert out["precision"].shape == out["recall"].shape
+        assert abs(out.pxap - ref_pxap(maps, masks, taus)) < 1e-11  # the 1e-9 of percentages
+        assert out.precision.shape == out.recall.shape == out.thresholds.shape
     as_background = [np.where(m == 255, 0, m).astype(np.uint8) for m in masks]
-    assert pxap(maps, as_background)["pxap"] != pytest.approx(pxap(maps, masks)["pxap"])
+    assert pxap(maps, as_background).pxap != pytest.approx(pxap(maps, masks).pxap)
 
 
 def test_bad_input_raises_and_inputs_are_untouched():
@@ -244,4 +247,47 @@ def test_partly_outside_gt_box_is_clipped():
     cam[5:, 5:] = 1
     inside = max_box_acc([cam], [np.array([[5, 5, 9, 9]])], [0.5])
     clipped = max_box_acc([cam], [np.array([[5, 5, 14, 12]])], [0.5])
-    assert inside["box_acc"][0.5][0] == clipped["box_acc"][0.5][0]
+    assert inside.box_acc[0.5][0] == clipped.box_acc[0.5][0]
+
+
+@pytest.mark.parametrize("multi_contour,deltas", [(False, (0.5,)), (True, (0.3, 0.5, 0.7))])
+def test_max_box_acc_merge_of_two_halves_equals_one_pass(multi_contour, deltas):
+    maps, gts = dataset(6, n=12)
+    taus = np.arange(0, 1, 0.05)
+    halves = [MaxBoxAccumulator(taus, deltas, multi_contour) for _ in range(2)]
+    for k, (m, g) in enumerate(zip(maps, gts)):
+        halves[k % 2].update(m, g)
+    merged = pickle.loads(pickle.dumps(halves[0])).merge(pickle.loads(pickle.dumps(halves[1])))
+    whole, got = max_box_acc(maps, gts, taus, deltas, multi_contour), merged.compute()
+    assert got.count == whole.count == 12 and got.max_box_acc == whole.max_box_acc
+    for d in deltas:
+        np.testing.assert_array_equal(got.box_acc[d], whole.box_acc[d])
+        assert (got.best_index[d], got.best_threshold[d]) == (whole.best_index[d], whole.best_threshold[d])
+
+
+def test_pxap_merge_of_two_halves_equals_one_pass():
+    rng = np.random.default_rng(8)
+    maps = [make_map(KINDS[i % len(KINDS)], rng, 12, 15) for i in range(8)]
+    masks = [(rng.random((12, 15)) < 0.4).astype(np.uint8) for _ in maps]
+    halves = [PxAPAccumulator(), PxAPAccumulator()]
+    for k, (m, g) in enumerate(zip(maps, masks)):
+        halves[k // 4].update(m, g)
+    got, whole = halves[0].merge(halves[1]).compute(), pxap(maps, masks)
+    assert got.pxap == whole.pxap
+    np.testing.assert_array_equal(got.precision, whole.precision)
+    np.testing.assert_array_equal(got.recall, whole.recall)
+
+
+def test_merge_rejects_incompatible_accumulators():
+    taus = np.arange(0, 1, 0.05)
+    for other in (
+        MaxBoxAccumulator(np.arange(0, 1, 0.1)),
+        MaxBoxAccumulator(taus, (0.3,)),
+        MaxBoxAccumulator(taus, multi_contour=True),
+    ):
+        with pytest.raises(ValueError, match="different"):
+            MaxBoxAccumulator(taus).merge(other)
+    with pytest.raises(ValueError, match="different"):
+        PxAPAccumulator(taus).merge(PxAPAccumulator(np.arange(0, 1, 0.1)))
+    with pytest.raises(TypeError):
+        PxAPAccumulator(taus).merge(MaxBoxAccumulator(taus))

@@ -1,84 +1,64 @@
-"""stage=benchmark: the table helpers on hand-made values, and the whole stage on the small toy data."""
+"""stage=benchmark: its sub-configurations and errors, and the whole stage on the small toy data.
+
+The library it calls (rows, tables, probes, steps, the chain) is tested in tests/benchmark/.
+"""
 
 from __future__ import annotations
 
+import ast
 import csv
+import json
 import re
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError
 
 from wsl import io
-from wsl.stages import UserError, benchmark, train
-from wsl.stages.benchmark_chain import stage_config
-from wsl.stages.benchmark_probes import PeakMemory, default_blocks
-from wsl.stages.benchmark_scores import COLUMNS, lookup
-from wsl.stages.benchmark_tables import best, markdown
+from wsl.benchmark import COLUMNS
+from wsl.errors import UserError
+from wsl.layout import RunLayout
+from wsl.stages import benchmark, common, train
 
 FAST = ["cam", "gradcam", "eigencam"]
 
 
-def test_lookup_reads_flat_nested_and_absent_keys():
-    m = {"gt_known_loc": 61.5, "maxboxacc": {"v2": {"max_box_acc": 70.0}}, "pxap": None, "corloc": "x"}
-    assert lookup(m, ("gt_known_loc",)) == 61.5
-    assert lookup(m, ("max_box_acc_v2", "maxboxacc.v2.max_box_acc")) == 70.0
-    assert lookup({"deep": {"Pointing-Game": 40}}, ("pointing_game",)) == 40.0
-    assert lookup(m, ("pxap",)) is None and lookup(m, ("corloc",)) is None
-    assert lookup(None, ("miou",)) is None
+def strict(constant: str):
+    raise ValueError(f"{constant} in results.json: not strict JSON")
 
 
-def test_best_and_markdown_mark_the_right_cells():
-    cols = {c.key: c for c in COLUMNS}
-    rows = {
-        "a": {"top1_loc_err": 30.0, "gt_known_loc": 50.0, "miou": 40.0},
-        "b": {"top1_loc_err": 20.0, "gt_known_loc": 50.04, "miou": 40.0},
-        "c": {"top1_loc_err": 25.0, "gt_known_loc": 41.0, "miou": None, "flagged": True},
-    }
-    assert best(rows, cols["top1_loc_err"]) == {"b"}  # lower is better
-    assert best(rows, cols["gt_known_loc"]) == {"a", "b"}  # equal as shown: they share it
-    assert best(rows, cols["miou"]) == set()  # every method shows the same value: nothing to mark
-    assert best(rows, cols["pxap"]) == set()  # n/a everywhere
-    md = markdown(rows, {"title": "t", "notes": ""})
-    assert "top-1 loc err (%) ↓" in md and "GT-known loc (%) ↑" in md
-    assert "| b | **50.0** | **20.0** |" in md and "| c ⚠ | 41.0 | 25.0 |" in md and "n/a" in md
-
-
-def test_stage_config_swaps_groups_and_stays_strict(compose):
+def test_sub_configs_swap_groups_and_stay_strict(compose):
     cfg = compose(["stage=benchmark", "cam.target_layer=features.9"])
-    sub = stage_config(cfg, "cams", "layercam", split="val", limit=3)
+    sub = common.compose_cam(common.compose_stage(cfg, "cams", split="val", limit=3), "layercam")
     assert sub.stage.name == "cams" and sub.stage.limit == 3 and sub.stage.flip is True
     assert sub.cam.method == "layercam" and sub.cam.target_layer == "features.9"
     assert cfg.stage.name == "benchmark" and cfg.cam.name == "gradcam"  # the original is untouched
     with pytest.raises(ConfigAttributeError):  # struct mode: a typo fails
         sub.stage.limt = 1
     with pytest.raises(KeyError):
-        stage_config(cfg, "boxes", "cam", limit=3)
+        common.compose_stage(cfg, "boxes", limit=3)
     OmegaConf.set_readonly(cfg, True)
-    assert OmegaConf.is_readonly(stage_config(cfg, "eval", "cam", task="segmentation"))
-
-
-def test_unknown_method_is_one_clear_error():
-    with pytest.raises(UserError, match="stage.methods.*gradcom"):
-        benchmark.resolve_methods(["gradcam", "gradcom"])
-    assert benchmark.resolve_methods(None)[:2] == ["cam", "gradcam"]
-
-
-def test_default_blocks_and_peak_memory():
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(4, 4, 3),
-        torch.nn.Flatten(),
-        torch.nn.Linear(4, 2),
+    assert OmegaConf.is_readonly(
+        common.compose_cam(common.compose_stage(cfg, "eval", task="segmentation"), "cam")
     )
-    assert default_blocks(net, 2) == ["4", "2"]
-    with PeakMemory(torch.device("cpu")) as mem:
-        big = torch.ones(64, 2**20)  # 256 MB
-        del big
-    assert mem.peak_mb is None or mem.peak_mb > 100
+
+
+def test_unknown_method_is_one_clear_error(compose):
+    with pytest.raises(UserError, match="stage.methods.*gradcom"):
+        benchmark.run(compose(["stage=benchmark", "stage.methods=[gradcam,gradcom]"]))
+
+
+@pytest.mark.parametrize("name", ["benchmark", "visualize"])
+def test_stage_is_thin_and_imports_no_other_stage(name):
+    path = Path(common.__file__).with_name(f"{name}.py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "wsl.stages"
+             for a in n.names}  # fmt: skip
+    assert not [m for m in imported if m and m.startswith("wsl.stages.") and m != "wsl.stages.common"]
+    assert names <= {"common"} and len(path.read_text(encoding="utf-8").splitlines()) <= 150
 
 
 @pytest.mark.slow
@@ -86,7 +66,7 @@ def test_benchmark_on_toy_data(compose):
     train.run(
         compose(["run=t", "stage=train", "stage.epochs=1", "stage.batch_size=16", "stage.input_size=64"])
     )
-    common = ["run=t", "stage=benchmark", f"stage.methods=[{','.join(FAST)}]", "stage.limit=8"]
+    base = ["run=t", "stage=benchmark", f"stage.methods=[{','.join(FAST)}]", "stage.limit=8"]
     probes = [
         "stage.faithfulness.images=2",
         "stage.faithfulness.steps=4",
@@ -95,8 +75,9 @@ def test_benchmark_on_toy_data(compose):
         "stage.cost_images=2",
         "stage.gallery.images=2",
     ]
-    result = benchmark.run(compose([*common, *probes]))
-    out = Path(compose(common).run_dir) / "benchmark"
+    result = benchmark.run(compose([*base, *probes]))
+    lay = RunLayout(compose(base).paths.run_dir)
+    out = lay.benchmark()
     assert set(result["methods"]) == set(FAST)
     with open(out / "benchmark.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -104,6 +85,8 @@ def test_benchmark_on_toy_data(compose):
     for r in rows:  # every score exists for every method on the toy data (boxes and masks)
         assert [c.key for c in COLUMNS if r[c.key] == "n/a"] == [], r["method"]
         assert 0.0 <= float(r["deletion_auc"]) <= 1.0 and r["sanity_flagged"] in ("true", "false")
+        for c in COLUMNS:  # fractions in the CSV, percent only on display
+            assert not c.percent or 0.0 <= float(r[c.key]) <= 1.0, (r["method"], c.key)
         assert "failed" not in r["status"] and "skipped" not in r["status"]
     md = (out / "benchmark.md").read_text(encoding="utf-8")
     assert md.count("**") >= 2 * 4 and "↑" in md and "↓" in md
@@ -112,6 +95,17 @@ def test_benchmark_on_toy_data(compose):
     assert sum(p.startswith("plots/") for p in images) == 6
     assert sum(p.startswith("gallery/") for p in images) == 2 * (1 + len(FAST))
     assert all((out / p).is_file() for p in images)
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"), parse_constant=strict)
+    assert set(results["rows"]) == set(FAST) and results["rows"]["cam"]["boxacc_curve"][0][0] == 0.0
+    gt_known = results["rows"]["gradcam"]["gt_known_loc"]
+    assert result["methods"]["gradcam"]["gt_known_loc"] == gt_known and 0.0 <= gt_known <= 1.0
+    for m in FAST:  # the folders stage=cams, boxes and eval write, with their manifests
+        for folder in (lay.cams(m, "val"), lay.boxes(m, "val"), *(lay.eval(m, "val", t) for t in
+                       ("localization", "segmentation"))):  # fmt: skip
+            assert RunLayout.manifest(folder).is_file(), folder
+        loc = io.read_json(RunLayout.metrics(lay.eval(m, "val", "localization")))
+        assert loc["gt_known_loc"] == results["rows"][m]["gt_known_loc"]
+        assert io.read_json(RunLayout.manifest(lay.eval(m, "val", "segmentation")))["stage"] == "eval"
     manifest = io.read_json(out / "manifest.json")
     assert manifest["stage"] == "benchmark" and set(manifest["status"]) == set(FAST)
     # again without the probes: the maps, boxes and evaluations are reused, the probes' columns are n/a
@@ -121,7 +115,7 @@ def test_benchmark_on_toy_data(compose):
         "stage.cost_images=0",
         "stage.gallery.images=1",
     ]
-    again = benchmark.run(compose([*common, *off]))
+    again = benchmark.run(compose([*base, *off]))
     assert again["methods"]["eigencam"]["miou"] == result["methods"]["eigencam"]["miou"]
     assert again["methods"]["cam"]["deletion_auc"] is None and again["methods"]["cam"]["ms_per_map"] is None
     assert set(io.read_json(out / "manifest.json")["status"]["cam"].values()) == {"reused"}

@@ -11,17 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from wsl import io
-from wsl.run import REPO_ROOT
-from wsl.stages import cams, train
+from wsl import REPO_ROOT, io
+from wsl.layout import RunLayout
+from wsl.stages import cams
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, compose_at):
-    """A run folder with a 1-epoch classifier (quality does not matter here)."""
-    out = tmp_path_factory.mktemp("out")
-    train.run(compose_at(["stage=train", "stage.epochs=1", "num_workers=0"], out))
-    return out
+def _val(out, cam="gradcam"):
+    return RunLayout(out / "toy-small_cnn").cams(cam, "val")
 
 
 @pytest.fixture
@@ -32,7 +27,7 @@ def cams_cfg(compose_at):
 def test_files_hold_label_and_topk_classes(trained, data_root, cams_cfg):
     cfg = cams_cfg(trained, "stage.limit=6", "stage.top_k=2")
     metrics = cams.run(cfg)
-    folder = trained / "toy-small_cnn" / "cams" / "gradcam" / "val"
+    folder = _val(trained)
     files = sorted(folder.glob("*.npz"))
     assert len(files) == 6 and metrics["images"] == 6
     from wsl.data.toy import TOY_CLASSES
@@ -54,7 +49,7 @@ def test_files_hold_label_and_topk_classes(trained, data_root, cams_cfg):
 
 
 def test_rerun_resumes_and_overwrite_redoes(trained, cams_cfg):
-    folder = trained / "toy-small_cnn" / "cams" / "gradcam" / "val"
+    folder = _val(trained)
     cams.run(cams_cfg(trained, "stage.limit=4"))
     victim = sorted(folder.glob("*.npz"))[0]
     victim.write_bytes(victim.read_bytes()[:50])  # an interrupted write elsewhere would look like this
@@ -75,10 +70,9 @@ def test_corrupt_image_is_skipped_and_counted(trained, data_root, tmp_path, comp
     jpgs = data / "toy/VOCdevkit/VOC2012/JPEGImages"
     ids = (data / "toy/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
     (jpgs / f"{ids[1]}.jpg").write_bytes((jpgs / f"{ids[1]}.jpg").read_bytes()[:200])
-    shutil.copytree(trained / "toy-small_cnn" / "train", tmp_path / "out" / "toy-small_cnn" / "train")
-    cfg = compose_at(["stage=cams", "num_workers=0", "stage.limit=3"], tmp_path / "out", data)
+    cfg = compose_at(["stage=cams", "num_workers=0", "stage.limit=3"], trained, data)
     cams.run(cfg)
-    manifest = json.loads((tmp_path / "out/toy-small_cnn/cams/gradcam/val/manifest.json").read_text())
+    manifest = json.loads((_val(trained) / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 2, "skipped": 0, "failed": 1}
 
 
@@ -108,7 +102,7 @@ def test_torchrun_two_processes_match_one(trained, data_root, tmp_path):
     common = _cli_paths(data_root, trained)
     one = _cli(["stage=cams", "run=toy-small_cnn", "cam=gradcam", *common, "stage.overwrite=true"], tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
-    folder = trained / "toy-small_cnn" / "cams" / "gradcam" / "val"
+    folder = _val(trained)
     single = {p.name: io.load_cams(p) for p in folder.glob("*.npz")}
     two = _cli(["stage=cams", "stage.overwrite=true", *common], tmp_path, torchrun=True)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -127,5 +121,5 @@ def test_multirun_over_methods_does_not_collide(trained, data_root, tmp_path):
     r = _cli(["-m", "stage=cams", "cam=gradcam,hirescam,layercam", *common], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     for m in ("gradcam", "hirescam", "layercam"):
-        folder = trained / "toy-small_cnn" / "cams" / m / "val"
+        folder = _val(trained, m)
         assert len(list(folder.glob("*.npz"))) >= 3 and (folder / "manifest.json").is_file()

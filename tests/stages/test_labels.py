@@ -7,17 +7,16 @@ import torch
 
 from wsl import io
 from wsl.stages import labels as labels_stage
-from wsl.stages.common import build_dataset
-from wsl.stages.sec_model import build_segmodel, meta
-from wsl.stages.segjobs import label_job
+from wsl.segmentation import label_job
+from wsl.stages.common import build_dataset, build_segmodel, layout, segmodel_meta
 
 FAST = ["segmodel.input_size=64", "segmodel.build.width=8", "stage.crf_processes=0", "stage.limit=3"]
 
 
 def _checkpoint(cfg) -> None:
     torch.manual_seed(0)
-    state = {"model": build_segmodel(cfg).state_dict(), "iteration": 1, **meta(cfg, (8, 8))}
-    io.save_checkpoint(f"{cfg.run_dir}/sec/{cfg.cam.name}/final.pt", state)
+    state = {"model": build_segmodel(cfg).state_dict(), "iteration": 1, **segmodel_meta(cfg, (8, 8))}
+    io.save_checkpoint(layout(cfg).sec_network(cfg.cam.name), state)
 
 
 def test_labels_pngs_list_and_resume(compose):
@@ -26,11 +25,11 @@ def test_labels_pngs_list_and_resume(compose):
     m = labels_stage.run(cfg)
     assert (m["done"], m["skipped"], m["failed"], m["listed"]) == (3, 0, 0, 3)
     ds = build_dataset(cfg, "train")
-    folder = f"{cfg.run_dir}/labels/{cfg.cam.name}/train"
-    lines = open(f"{folder}/train.txt").read().splitlines()
+    folder = layout(cfg).labels(cfg.cam.name, "train")
+    lines = (folder / "train.txt").read_text().splitlines()
     assert lines == [f"JPEGImages/{i}.jpg pseudo/{i}.png" for i in ds.ids[:3]]
     for i in range(3):
-        pred = io.read_label_png(f"{folder}/{ds.ids[i]}.png")
+        pred = io.read_label_png(folder / f"{ds.ids[i]}.png")
         assert pred.shape == ds.image_size(i)
         assert set(np.unique(pred)) <= {0, *(np.flatnonzero(ds.labels()[i] > 0) + 1)}  # restricted
     assert 0 <= m["miou"] <= 1 and m["labels"]["images"] == 3

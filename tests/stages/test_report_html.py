@@ -19,9 +19,7 @@ import pytest
 from PIL import Image
 
 from wsl import io
-from wsl.stages.benchmark_overlays import panel
-from wsl.stages.benchmark_report import report_html, write_plots
-from wsl.stages.benchmark_scores import COLUMNS
+from wsl.benchmark import COLUMNS, panel, write_benchmark
 
 HEADLESS = (
     "--headless",
@@ -42,19 +40,18 @@ def make_report(out: Path) -> Path:
     x = np.linspace(0, 1, 21).tolist()
     rows = {}
     for k, m in enumerate(methods):
-        row = {c.key: float(rng.uniform(1, 90)) for c in COLUMNS}
+        row = {c.key: float(rng.uniform(0.01, 0.9)) for c in COLUMNS}  # fractions, as stored
         row["pxap"] = None  # n/a must render
         row.update(
             flagged=m == "guided_backprop",
             status={"cams": "ran", "boxes": "reused", "eval/localization": "failed: ValueError: made up"},
-            boxacc_curve=(x, (rng.random(21) * 60).tolist()),
-            miou_curve=(x, (30 + 10 * np.sin(np.array(x) * 3 + k)).tolist()),
+            boxacc_curve=(x, (rng.random(21) * 0.6).tolist()),
+            miou_curve=(x, (0.3 + 0.1 * np.sin(np.array(x) * 3 + k)).tolist()),
             deletion_curve=(x, np.exp(-4 * np.array(x)).tolist()),
             insertion_curve=(x, (1 - np.exp(-3 * np.array(x))).tolist()),
             sanity_curve=[0.9, 0.8 if k == 3 else 0.2],
         )
         rows[m] = row
-    plots = write_plots(out, rows, ["fc", "features.17"])
     image = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
     io.write_image(out / "gallery/a.png", image)
     cells = {}
@@ -63,8 +60,7 @@ def make_report(out: Path) -> Path:
         io.write_image(out / cells[m], panel(image, rng.random((15, 20)), [[5, 5, 40, 30]], [[8, 6, 50, 33]]))
     gallery = [{"id": "a", "class": "star", "image": "gallery/a.png", "cells": cells}]
     meta = {"title": "toy / small_cnn / val", "subtitle": "made up", "notes": "Made-up values."}
-    io.write_text(out / "report.html", report_html(rows, meta, plots, gallery))
-    return out / "report.html"
+    return write_benchmark(out, rows, meta, ["fc", "features.17"], gallery)
 
 
 def chrome_driver():
@@ -97,6 +93,11 @@ def test_report_links_are_relative_and_exist(tmp_path):
     assert srcs and all(not s.startswith(("http", "/", "file:")) for s in srcs)
     assert all((tmp_path / s).is_file() for s in srcs if not s.startswith("data:"))
     assert "<script" not in page and "n/a" in page and "sanity ✗" in page and "made up" in page
+    assert sum(s.startswith("plots/") for s in srcs) == 6
+    assert {"benchmark.csv", "benchmark.md", "results.json"} <= {p.name for p in tmp_path.iterdir()}
+    rows = io.read_json(tmp_path / "results.json")["rows"]  # fractions in the file, percent on the page
+    corloc, auc = rows["cam"]["corloc"], rows["cam"]["deletion_auc"]
+    assert corloc < 1 and f">{100 * corloc:.1f}</td>" in page and f">{auc:.3f}</td>" in page
 
 
 @pytest.mark.slow

@@ -9,9 +9,9 @@ import torch
 from wsl import io
 from wsl.stages import labels as labels_stage
 from wsl.stages import sec as sec_stage
-from wsl.stages.common import build_dataset
-from wsl.stages.sec_data import schedule
-from wsl.stages.sec_model import load_segmodel
+from wsl.errors import UserError
+from wsl.segmentation.sec import schedule
+from wsl.stages.common import build_dataset, layout, load_segmodel
 
 FAST = [
     "segmodel.input_size=64",
@@ -26,13 +26,13 @@ FAST = [
 def _write_seeds(cfg) -> None:
     """Seeds from the GT masks with 30 % of the pixels unlabelled (a stand-in for stage=seeds)."""
     ds = build_dataset(cfg, "train", with_masks=True)
-    folder = f"{cfg.run_dir}/seeds/{cfg.cam.name}/train"
+    folder = layout(cfg).seeds(cfg.cam.name, "train")
     rng = np.random.default_rng(0)
     for i in range(len(ds)):
         seeds = ds.load_mask(i).copy()
         seeds[rng.random(seeds.shape) < 0.3] = 255
-        io.write_label_png(f"{folder}/{ds.ids[i]}.png", seeds)
-    io.write_json(f"{folder}/manifest.json", {})
+        io.write_label_png(folder / f"{ds.ids[i]}.png", seeds)
+    io.write_json(folder / "manifest.json", {})
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_schedule_is_resumable():
 @pytest.mark.slow
 def test_sec_trains_resumes_and_labels(trained, compose):
     cfg, half, full, root = trained
-    out = root / "t" / "sec" / cfg().cam.name
+    out = layout(cfg()).sec(cfg().cam.name)
     history = io.read_json(out / "history.json")
     assert [h["iteration"] for h in history] == list(range(1, 11))
     assert half["iterations"] == 5 and full["iterations"] == 10
@@ -67,7 +67,7 @@ def test_sec_trains_resumes_and_labels(trained, compose):
     straight = compose(["stage=sec", "run=u", *FAST, "stage.iterations=10"])
     _write_seeds(straight)
     ref = sec_stage.run(straight)
-    ref_history = io.read_json(root / "u" / "sec" / cfg().cam.name / "history.json")
+    ref_history = io.read_json(layout(straight).sec(cfg().cam.name) / "history.json")
     for a, b in zip(history, ref_history):
         assert a["total"] == pytest.approx(b["total"], rel=1e-5)
     assert ref["iterations"] == 10
@@ -96,7 +96,7 @@ def test_sec_trains_resumes_and_labels(trained, compose):
     )
     m = labels_stage.run(lab)
     assert (m["done"], m["failed"], m["listed"]) == (4, 0, 4)
-    folder = root / "t" / "labels" / lab.cam.name / "train"
+    folder = layout(lab).labels(lab.cam.name, "train")
     ds = build_dataset(lab, "train")
     lines = (folder / "train.txt").read_text().splitlines()
     assert lines[0] == f"JPEGImages/{ds.ids[0]}.jpg SegmentationClassAug/{ds.ids[0]}.png"
@@ -109,7 +109,6 @@ def test_sec_trains_resumes_and_labels(trained, compose):
 
 def test_load_segmodel_checks_the_network(tmp_path, compose):
     cfg = compose(["stage=labels", "run=t", "segmodel.build.width=8"])
-    from wsl.stages import UserError
 
     with pytest.raises(UserError, match="stage=sec"):
         load_segmodel(cfg, torch.device("cpu"))

@@ -10,8 +10,8 @@ import torch
 
 from wsl import io
 from wsl.stages import seeds as seeds_stage
-from wsl.stages.common import build_dataset
-from wsl.stages.segjobs import seed_job
+from wsl.segmentation import seed_job
+from wsl.stages.common import build_dataset, layout
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def _bands(classes: list[int], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def _fake_cams(cfg, maps_of) -> dict[str, np.ndarray]:
     """CAM files at full resolution for the first images of the train split; returns expected seeds."""
     ds = build_dataset(cfg, "train")
-    folder = cfg.paths.output_root + "/t/cams/" + cfg.cam.name + "/train"
+    folder = layout(cfg).cams(cfg.cam.name, "train")
     expected = {}
     for i in range(cfg.stage.limit):
         labelled = np.flatnonzero(ds.labels()[i] > 0).tolist()
@@ -62,18 +62,18 @@ def _fake_cams(cfg, maps_of) -> dict[str, np.ndarray]:
         unlabelled = [k for k in range(ds.num_classes) if k not in labelled][:1]  # a "predicted" extra class
         maps = np.concatenate([maps, np.ones((len(unlabelled), *maps.shape[1:]), np.float32)])
         io.save_cams(
-            f"{folder}/{ds.ids[i]}.npz",
+            folder / f"{ds.ids[i]}.npz",
             np.array(labelled + unlabelled),
             maps,
             np.zeros(ds.num_classes),
             ds.image_size(i),
         )
-    io.write_json(f"{folder}/manifest.json", {})
+    io.write_json(folder / "manifest.json", {})
     return expected
 
 
 def _read(cfg, image_id: str) -> np.ndarray:
-    return io.read_label_png(f"{cfg.paths.output_root}/t/seeds/{cfg.cam.name}/train/{image_id}.png")
+    return io.read_label_png(layout(cfg).seeds(cfg.cam.name, "train") / f"{image_id}.png")
 
 
 def test_hand_made_maps_give_expected_seeds_resume_and_overwrite(toy):
@@ -87,7 +87,7 @@ def test_hand_made_maps_give_expected_seeds_resume_and_overwrite(toy):
     assert 0 < m["coverage"] < 1
     # Resume: existing PNGs are trusted and skipped (a tampered one stays as it is).
     first = next(iter(expected))
-    path = f"{cfg.paths.output_root}/t/seeds/{cfg.cam.name}/train/{first}.png"
+    path = layout(cfg).seeds(cfg.cam.name, "train") / f"{first}.png"
     io.write_label_png(path, np.full_like(expected[first], 255))
     m = seeds_stage.run(cfg)
     assert (m["done"], m["skipped"]) == (0, 6) and (_read(cfg, first) == 255).all()
@@ -117,7 +117,7 @@ def test_corrupt_image_is_skipped_and_counted(toy):
     (toy[1] / "toy" / "VOCdevkit" / "VOC2012" / "JPEGImages" / f"{bad}.jpg").write_bytes(b"not a jpeg")
     m = seeds_stage.run(cfg)
     assert (m["done"], m["failed"]) == (5, 1)
-    assert not (toy[2] / "t" / "seeds" / cfg.cam.name / "train" / f"{bad}.png").exists()
+    assert not (layout(cfg).seeds(cfg.cam.name, "train") / f"{bad}.png").exists()
 
 
 def test_irn_background(toy):
@@ -133,7 +133,7 @@ def test_saliency_background(toy):
     """SEC's saliency background from a random classifier: about the 10 % least salient pixels."""
     from hydra.utils import instantiate
 
-    from wsl.stages import UserError
+    from wsl.errors import UserError
 
     cfg = _cfg(toy, "stage.limit=2")
     _fake_cams(cfg, lambda ds, i, labelled: _bands(labelled, *ds.image_size(i)))

@@ -30,13 +30,48 @@ def test_resume_continues_from_last_checkpoint(compose_at, tmp_path):
 
 
 def test_other_model_in_last_checkpoint_is_a_clear_error(compose_at, tmp_path):
-    from wsl.stages import UserError
+    from wsl.errors import UserError
 
     train.run(compose_at(["stage=train", "stage.epochs=1", "num_workers=0", "stage.batch_size=16"], tmp_path))
     cfg = compose_at(
         ["stage=train", "stage.epochs=2", "num_workers=0", "model=resnet18", "run=toy-small_cnn"], tmp_path
     )
     with pytest.raises(UserError, match="another model"):
+        train.run(cfg)
+
+
+@pytest.mark.parametrize("form", ["plain", "wrapped", "ddp"])
+def test_model_checkpoint_in_every_form_initialises_training(trained_root, compose_at, tmp_path, form):
+    """model.checkpoint may be a plain state dict (what conf/model documents), {"model": ...} or DDP's
+    ``module.``-prefixed keys: stage=train starts from those weights in every case."""
+    import torch
+
+    from wsl.layout import RunLayout
+
+    state = io.load_checkpoint(RunLayout(trained_root / "toy-small_cnn").classifier())["model"]
+    saved = {"plain": state, "wrapped": {"model": state}, "ddp": {f"module.{k}": v for k, v in state.items()}}
+    ckpt = tmp_path / "init.pt"
+    torch.save(saved[form], ckpt)
+    cfg = compose_at(["stage=train", "stage.epochs=1", "num_workers=0", "stage.lr=0.0", "stage.warmup_steps=1",
+                      f"model.checkpoint={ckpt}"], tmp_path / "out")  # fmt: skip
+    train.run(cfg)
+    after = io.load_checkpoint(RunLayout(tmp_path / "out" / "toy-small_cnn").classifier())["model"]
+    assert all(torch.equal(after[k], v) for k, v in state.items() if "running" not in k and v.is_floating_point())
+
+
+def test_checkpoint_of_another_shape_names_the_keys(compose_at, tmp_path):
+    import torch
+
+    from wsl.errors import UserError
+
+    ckpt = tmp_path / "bad.pt"
+    torch.save({"fc.weight": torch.zeros(1000, 3)}, ckpt)
+    cfg = compose_at(["stage=train", "stage.epochs=1", "num_workers=0", f"model.checkpoint={ckpt}"], tmp_path)
+    with pytest.raises(UserError, match=r"missing keys features.0.weight.*shape mismatch .*fc.weight \(1000, 3\) vs \(6, 96\)"):
+        train.run(cfg)
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    cfg = compose_at(["stage=train", "num_workers=0", f"model.checkpoint={tmp_path / 'text.pt'}"], tmp_path)
+    with pytest.raises(UserError, match="text.pt is not a checkpoint"):
         train.run(cfg)
 
 

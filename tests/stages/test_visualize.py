@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from wsl import io
+from wsl.benchmark import auto_layers
+from wsl.layout import RunLayout
 from wsl.models.classifier import build_classifier
 from wsl.stages import train, visualize
-from wsl.stages.benchmark_overlays import auto_layers
 
 
 def test_auto_layers_small_cnn_and_resnet():
@@ -41,7 +42,7 @@ def test_visualize_methods_layers_and_failures(compose):
         ]
     )
     result = visualize.run(cfg)
-    out = visualize.common.run_dir(cfg) / "visualize" / "val"
+    out = RunLayout(cfg.paths.run_dir).visualize("val")
     manifest = io.read_json(out / "manifest.json")
     assert manifest["layers"] == ["features.9", "features"] and manifest["methods"] == ["cam", "gradcam"]
     for image_id in manifest["images"]:

@@ -18,19 +18,21 @@ the top-ranked class is a labelled class and its box is correct; top-5: some cla
 is; GT-known: per (image, labelled class). Pointing game (Zhang et al., ECCV 2016): the maximum of
 the class map lies within 15 px of a GT box of the class. CorLoc (Deselaers et al., ECCV 2010):
 per class, the fraction of its images whose box is correct; the mean is over classes seen.
-All results are percentages.
+All results are fractions in ``[0, 1]`` (percent only on display).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from wsl.localization.boxes import boxes_from_map, check_map
 from wsl.metrics.boxes import box_iou, clip_boxes
+from wsl.metrics.merging import check_mergeable
 
-__all__ = ["LocalizationAccumulator", "gradcam_box", "localized", "pointing_hit"]
+__all__ = ["LocalizationAccumulator", "LocalizationScores", "gradcam_box", "localized", "pointing_hit"]
 
 
 def gradcam_box(score_map: np.ndarray, threshold: float = 0.15) -> np.ndarray:
@@ -70,8 +72,33 @@ def _class_map(maps, c: int) -> np.ndarray:
         raise ValueError(f"no map for class {c}") from err
 
 
+@dataclass(frozen=True)
+class LocalizationScores:
+    """What :meth:`LocalizationAccumulator.compute` returns; every metric a fraction in ``[0, 1]``.
+
+    top1_loc_err, topk_loc_err: localization error of the top-1 / top-``topk`` classes (per image).
+    gt_known_loc, pointing_game: per (image, evaluable class) pair.
+    corloc: mean over the classes seen of ``corloc_per_class`` (class index -> fraction).
+    images: images scored; pairs: (image, evaluable class) pairs; skipped_images: images left out
+    (no evaluable class).
+    """
+
+    top1_loc_err: float
+    topk_loc_err: float
+    topk: int
+    gt_known_loc: float
+    pointing_game: float
+    corloc: float
+    corloc_per_class: dict[int, float]
+    images: int
+    pairs: int
+    skipped_images: int
+
+
 class LocalizationAccumulator:
     """Top-1 / top-5 / GT-known localization, pointing game and CorLoc over a dataset.
+
+    ``update`` per image, ``merge`` across processes, ``compute`` -> :class:`LocalizationScores`.
 
     Args:
         threshold: fraction of the map maximum for the Grad-CAM box (0.15).
@@ -142,21 +169,30 @@ class LocalizationAccumulator:
         self.top1 += bool(correct[:1] and correct[0])
         self.topk_hits += any(correct)
 
-    def compute(self) -> dict:
-        """Percentages: ``top1_loc_err``, ``top5_loc_err`` (``topk``), ``gt_known_loc``,
-        ``pointing_game``, ``corloc`` (mean over classes) and ``corloc_per_class``; counts
-        ``images``, ``pairs``, ``skipped_images``. Raises ``ValueError`` before any scored image."""
+    def merge(self, other: LocalizationAccumulator) -> LocalizationAccumulator:
+        """Add the counts of another accumulator with the same settings; returns self."""
+        check_mergeable(self, other, "threshold", "iou_threshold", "topk", "tolerance")
+        for name in ("images", "top1", "topk_hits", "skipped", "pairs", "gt_known", "points"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.class_total, other.class_total), (self.class_hits, other.class_hits)):
+            for c, n in theirs.items():
+                mine[c] = mine.get(c, 0) + n
+        return self
+
+    def compute(self) -> LocalizationScores:
+        """:class:`LocalizationScores` (fractions); raises ``ValueError`` before any scored image."""
         if self.images == 0:
             raise ValueError("no image with an evaluable class was added")
-        per_class = {c: 100.0 * self.class_hits[c] / n for c, n in sorted(self.class_total.items())}
-        return {
-            "top1_loc_err": 100.0 - 100.0 * self.top1 / self.images,
-            f"top{self.topk}_loc_err": 100.0 - 100.0 * self.topk_hits / self.images,
-            "gt_known_loc": 100.0 * self.gt_known / self.pairs,
-            "pointing_game": 100.0 * self.points / self.pairs,
-            "corloc": float(np.mean(list(per_class.values()))),
-            "corloc_per_class": per_class,
-            "images": self.images,
-            "pairs": self.pairs,
-            "skipped_images": self.skipped,
-        }
+        per_class = {c: self.class_hits[c] / n for c, n in sorted(self.class_total.items())}
+        return LocalizationScores(
+            top1_loc_err=1.0 - self.top1 / self.images,
+            topk_loc_err=1.0 - self.topk_hits / self.images,
+            topk=self.topk,
+            gt_known_loc=self.gt_known / self.pairs,
+            pointing_game=self.points / self.pairs,
+            corloc=float(np.mean(list(per_class.values()))),
+            corloc_per_class=per_class,
+            images=self.images,
+            pairs=self.pairs,
+            skipped_images=self.skipped,
+        )

@@ -10,6 +10,9 @@ another cell. Seeds, which carry 255 for "no label", are scored with :func:`seed
 
 :class:`ThresholdSweep` scores the CAM-to-mask protocol of IRN (Ahn et al., CVPR 2019) for a whole grid of
 background thresholds in one pass over the data.
+
+Every accumulator has ``update`` (one item), ``merge(other) -> self`` (what ``wsl.dist.merge_all`` uses
+across processes) and ``compute`` (a frozen dataclass). Every metric is a fraction in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wsl.metrics.merging import check_mergeable
+
 __all__ = [
     "ConfusionAccumulator",
+    "IoUResult",
     "SeedScoreAccumulator",
     "SeedScores",
     "SweepResult",
@@ -72,7 +78,21 @@ def confusion_matrix(
     return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
+@dataclass(frozen=True)
+class IoUResult:
+    """mIoU of a confusion matrix (fractions in ``[0, 1]``).
+
+    miou: nanmean of ``per_class_iou`` (NaN when no class has an IoU).
+    per_class_iou: float64 ``(n,)``, NaN for a class absent from both ground truth and prediction.
+    conf: ``(n, n)`` confusion matrix it was computed from (a copy), rows ground truth.
+    """
+
+    miou: float
+    per_class_iou: np.ndarray
+    conf: np.ndarray
+
+
+def miou(conf: np.ndarray) -> IoUResult:
     """Mean IoU and per-class IoU of a confusion matrix.
 
     ``IoU_c = conf[c, c] / (row_c + col_c - conf[c, c])``; a class absent from both ground truth and
@@ -82,21 +102,24 @@ def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
         conf: ``(n, n)`` confusion matrix, rows ground truth.
 
     Returns:
-        ``(miou, iou)`` with ``iou`` float64 of shape ``(n,)``.
+        :class:`IoUResult` (what :meth:`ConfusionAccumulator.compute` returns).
     """
-    conf = np.asarray(conf, dtype=np.float64)
-    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
-        raise ValueError(f"conf must be square (n, n), got {conf.shape}")
-    tp = np.diag(conf)
-    union = conf.sum(axis=0) + conf.sum(axis=1) - tp
+    counts = np.asarray(conf)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"conf must be square (n, n), got {counts.shape}")
+    conf_f = counts.astype(np.float64)
+    tp = np.diag(conf_f)
+    union = conf_f.sum(axis=0) + conf_f.sum(axis=1) - tp
     iou = np.full(tp.shape, np.nan)
     np.divide(tp, union, out=iou, where=union > 0)
     valid = ~np.isnan(iou)
-    return (float(iou[valid].mean()) if valid.any() else float("nan")), iou
+    m = float(iou[valid].mean()) if valid.any() else float("nan")
+    return IoUResult(miou=m, per_class_iou=iou, conf=counts.copy())
 
 
 class ConfusionAccumulator:
-    """Accumulates one confusion matrix over a dataset (update per image, compute once)."""
+    """Accumulates one confusion matrix over a dataset: ``update`` per image, ``merge`` across processes,
+    ``compute`` once (:class:`IoUResult`)."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         self.num_classes = num_classes
@@ -107,27 +130,31 @@ class ConfusionAccumulator:
         """Add one label map (or a stack); see :func:`confusion_matrix`."""
         self.conf += confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
 
-    def merge(self, other: ConfusionAccumulator) -> None:
-        """Add the counts of another accumulator (e.g. from another process)."""
-        if other.num_classes != self.num_classes:
-            raise ValueError("cannot merge accumulators with different num_classes")
+    def merge(self, other: ConfusionAccumulator) -> ConfusionAccumulator:
+        """Add the counts of another accumulator (e.g. from another process); returns self."""
+        check_mergeable(self, other, "num_classes", "ignore_index")
         self.conf += other.conf
+        return self
 
     def reset(self) -> None:
         self.conf[...] = 0
 
-    def compute(self) -> tuple[float, np.ndarray]:
-        """``(miou, per_class_iou)`` of everything seen so far."""
+    def compute(self) -> IoUResult:
+        """:class:`IoUResult` of everything seen so far."""
         return miou(self.conf)
 
 
 @dataclass(frozen=True)
 class SweepResult:
-    """mIoU of the CAM-to-mask protocol per background threshold (in the order given)."""
+    """mIoU (fractions) of the CAM-to-mask protocol per background threshold (in the order given).
 
-    thresholds: np.ndarray  # (T,)
-    miou: np.ndarray  # (T,)
-    per_class_iou: np.ndarray  # (T, n)
+    thresholds: ``(T,)``; miou: ``(T,)``; per_class_iou: ``(T, n)`` (NaN for a class never seen);
+    best_*: the best threshold (the lowest among equal best mIoUs), its index and mIoU.
+    """
+
+    thresholds: np.ndarray
+    miou: np.ndarray
+    per_class_iou: np.ndarray
     best_index: int
     best_threshold: float
     best_miou: float
@@ -191,6 +218,12 @@ class ThresholdSweep:
         index = (m * n + gt_kept) * n + label
         self._hist += np.bincount(index, minlength=self._hist.size).reshape(self._hist.shape)
 
+    def merge(self, other: ThresholdSweep) -> ThresholdSweep:
+        """Add the histogram of another sweep over the same thresholds (same order); returns self."""
+        check_mergeable(self, other, "num_classes", "ignore_index", "thresholds")
+        self._hist += other._hist
+        return self
+
     def confusion_matrices(self) -> np.ndarray:
         """int64 ``(T, n, n)`` matrices, one per threshold in the order given."""
         hist = self._hist
@@ -205,10 +238,9 @@ class ThresholdSweep:
 
     def compute(self) -> SweepResult:
         """mIoU per threshold and the best threshold (the lowest one among equal best mIoUs)."""
-        confs = self.confusion_matrices()
-        results = [miou(c) for c in confs]
-        mious = np.array([r[0] for r in results])
-        per_class = np.stack([r[1] for r in results])
+        results = [miou(c) for c in self.confusion_matrices()]
+        mious = np.array([r.miou for r in results])
+        per_class = np.stack([r.per_class_iou for r in results])
         if np.isnan(mious).all():
             best = 0
         else:
@@ -227,13 +259,14 @@ class ThresholdSweep:
 
 @dataclass(frozen=True)
 class SeedScores:
-    """Quality of seeds (255 = unlabelled) against ground truth.
+    """Quality of seeds (255 = unlabelled) against ground truth; every value a fraction in ``[0, 1]``.
 
     coverage: labelled seed pixels among non-void GT pixels (the share of the scored area the seeds cover).
     labelled_fraction: labelled seed pixels among all pixels (needs no GT).
     precision: ``(n,)`` per class, of the pixels the seeds label c (on non-void GT), the fraction whose GT is
         c; NaN for a class the seeds never use. mean_precision is its nanmean.
-    miou, per_class_iou: mIoU of the confusion matrix over labelled, non-void pixels only.
+    miou, per_class_iou: mIoU of the confusion matrix over labelled, non-void pixels only (``(n,)``).
+    conf: int64 ``(n, n)`` confusion matrix over labelled, non-void pixels.
     """
 
     coverage: float
@@ -271,21 +304,31 @@ class SeedScoreAccumulator:
         self.total_pixels += int(seed.size)
         self.labelled_pixels += int(labelled.sum())
 
+    def merge(self, other: SeedScoreAccumulator) -> SeedScoreAccumulator:
+        """Add the counts of another accumulator (e.g. from another process); returns self."""
+        check_mergeable(self, other, "num_classes", "ignore_index")
+        self.conf += other.conf
+        self.valid_pixels += other.valid_pixels
+        self.total_pixels += other.total_pixels
+        self.labelled_pixels += other.labelled_pixels
+        return self
+
     def compute(self) -> SeedScores:
+        """:class:`SeedScores` of everything seen so far (NaN where nothing was seen)."""
         conf = self.conf
         col = conf.sum(axis=0).astype(np.float64)
         precision = np.full(self.num_classes, np.nan)
         np.divide(np.diag(conf), col, out=precision, where=col > 0)
         used = ~np.isnan(precision)
-        m, iou = miou(conf)
+        scores = miou(conf)
         nan = float("nan")
         return SeedScores(
             coverage=float(conf.sum()) / self.valid_pixels if self.valid_pixels else nan,
             labelled_fraction=self.labelled_pixels / self.total_pixels if self.total_pixels else nan,
             precision=precision,
             mean_precision=float(precision[used].mean()) if used.any() else nan,
-            miou=m,
-            per_class_iou=iou,
+            miou=scores.miou,
+            per_class_iou=scores.per_class_iou,
             conf=conf.copy(),
         )
 

@@ -4,22 +4,28 @@ Both metrics are GT-known: one map per (image, class) scored against that class'
 Maps go through wsolevaluation's preprocessing: min-max normalisation to ``[0, 1]`` (a constant map
 becomes all zeros); MaxBoxAcc then quantises to ``uint8(map * 255)``. A map with NaN or inf raises
 ``ValueError`` (wsolevaluation silently turns a NaN map into zeros; we refuse to score a broken
-map). Functions never modify their inputs; accumulators keep only counts and histograms.
+map). Functions never modify their inputs; accumulators keep only counts and histograms, merge
+(``merge(other) -> self``) and compute frozen dataclasses. Every value is a fraction in ``[0, 1]``
+(wsolevaluation prints percentages; we display percent only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from wsl.localization.boxes import check_map, minmax_normalize, quantize_map, sweep_boxes
 from wsl.metrics.boxes import box_iou, clip_boxes
+from wsl.metrics.merging import check_mergeable
 
 __all__ = [
+    "MaxBoxAccResult",
     "MaxBoxAccumulator",
     "PxAPAccumulator",
+    "PxAPResult",
     "best_iou_per_threshold",
     "canonical_levels",
     "default_thresholds",
@@ -85,6 +91,28 @@ def best_iou_per_threshold(
     return best[inverse]
 
 
+@dataclass(frozen=True)
+class MaxBoxAccResult:
+    """What :meth:`MaxBoxAccumulator.compute` returns; accuracies are fractions in ``[0, 1]``.
+
+    thresholds: ``(T,)`` CAM thresholds; iou_thresholds: the deltas.
+    box_acc: delta -> ``(T,)`` BoxAcc curve (fraction of images whose best box has IoU >= delta).
+    best_acc, best_index, best_threshold: delta -> MaxBoxAcc(delta) = max of the curve, at its first
+        maximum (the CAM threshold is tuned on GT, as wsolevaluation does).
+    max_box_acc: mean of ``best_acc`` over the deltas (V1: one delta; V2: 0.3, 0.5, 0.7).
+    count: images (maps) scored.
+    """
+
+    thresholds: np.ndarray
+    iou_thresholds: tuple[float, ...]
+    box_acc: dict[float, np.ndarray]
+    best_acc: dict[float, float]
+    best_index: dict[float, int]
+    best_threshold: dict[float, float]
+    max_box_acc: float
+    count: int
+
+
 class MaxBoxAccumulator:
     """Dataset accumulator for MaxBoxAcc: memory is ``O(#IoU thresholds x #CAM thresholds)``.
 
@@ -114,29 +142,33 @@ class MaxBoxAccumulator:
         self.hits += best[None, :] >= np.asarray(self.iou_thresholds)[:, None]
         self.count += 1
 
-    def compute(self) -> dict:
-        """Return the curves and MaxBoxAcc; raises ``ValueError`` before any update.
+    def merge(self, other: MaxBoxAccumulator) -> MaxBoxAccumulator:
+        """Add the hits of another accumulator with the same thresholds, deltas and contour rule (the
+        ``method`` may differ: every method gives the same boxes); returns self."""
+        check_mergeable(self, other, "thresholds", "iou_thresholds", "multi_contour")
+        self.hits += other.hits
+        self.count += other.count
+        return self
 
-        Keys: ``thresholds`` (T,), ``iou_thresholds``, ``box_acc`` {delta: (T,) percent},
-        ``best`` {delta: {"value", "index", "threshold"}} (first maximum), ``max_box_acc`` (mean
-        of the best values over the IoU thresholds), ``count`` (images).
-        """
+    def compute(self) -> MaxBoxAccResult:
+        """The curves and MaxBoxAcc (:class:`MaxBoxAccResult`); raises ``ValueError`` before any update."""
         if self.count == 0:
             raise ValueError("MaxBoxAccumulator.compute() called before any update()")
-        acc = self.hits * 100.0 / float(self.count)
-        curves, best = {}, {}
+        acc = self.hits / float(self.count)
+        curves, value, index, threshold = {}, {}, {}, {}
         for d, row in zip(self.iou_thresholds, acc):
             i = int(np.argmax(row))
-            curves[d] = row
-            best[d] = {"value": float(row[i]), "index": i, "threshold": float(self.thresholds[i])}
-        return {
-            "thresholds": self.thresholds.copy(),
-            "iou_thresholds": self.iou_thresholds,
-            "box_acc": curves,
-            "best": best,
-            "max_box_acc": float(np.mean([b["value"] for b in best.values()])),
-            "count": self.count,
-        }
+            curves[d], value[d], index[d], threshold[d] = row, float(row[i]), i, float(self.thresholds[i])
+        return MaxBoxAccResult(
+            thresholds=self.thresholds.copy(),
+            iou_thresholds=self.iou_thresholds,
+            box_acc=curves,
+            best_acc=value,
+            best_index=index,
+            best_threshold=threshold,
+            max_box_acc=float(np.mean(list(value.values()))),
+            count=self.count,
+        )
 
 
 def max_box_acc(
@@ -145,11 +177,11 @@ def max_box_acc(
     thresholds=None,
     iou_thresholds: Sequence[float] = (0.5,),
     multi_contour: bool = False,
-) -> dict:
-    """MaxBoxAcc of ``maps`` (each ``(H, W)``) against ``gt_boxes`` (each ``(M_i, 4)``).
+) -> MaxBoxAccResult:
+    """MaxBoxAcc of ``maps`` (each ``(H, W)``) against ``gt_boxes`` (each ``(M_i, 4)``), fractions.
 
     V1: ``iou_thresholds=(0.5,)``, ``multi_contour=False``; V2: ``(0.3, 0.5, 0.7)``, True.
-    ``thresholds`` default to ``np.arange(0, 1, 0.01)``. See :meth:`MaxBoxAccumulator.compute`.
+    ``thresholds`` default to ``np.arange(0, 1, 0.01)``. See :class:`MaxBoxAccResult`.
     """
     acc = MaxBoxAccumulator(thresholds, iou_thresholds, multi_contour)
     maps, gt_boxes = list(maps), list(gt_boxes)
@@ -158,6 +190,21 @@ def max_box_acc(
     for m, b in zip(maps, gt_boxes):
         acc.update(m, b)
     return acc.compute()
+
+
+@dataclass(frozen=True)
+class PxAPResult:
+    """What :meth:`PxAPAccumulator.compute` returns.
+
+    pxap: area under the pixel precision-recall curve, a fraction in ``[0, 1]``.
+    precision, recall: ``(P,)`` the curve, from the highest threshold down, at the thresholds where
+        ``tp + fp > 0``; thresholds: ``(P,)`` the lower bin edge (map value) of each point.
+    """
+
+    pxap: float
+    precision: np.ndarray
+    recall: np.ndarray
+    thresholds: np.ndarray
 
 
 class PxAPAccumulator:
@@ -187,11 +234,19 @@ class PxAPAccumulator:
         self.pos += np.histogram(norm[mask == 1], bins=self.edges)[0]
         self.neg += np.histogram(norm[mask == 0], bins=self.edges)[0]
 
-    def compute(self) -> dict:
-        """``{"pxap", "precision", "recall", "thresholds"}``: PR points where ``tp + fp > 0``.
+    def merge(self, other: PxAPAccumulator) -> PxAPAccumulator:
+        """Add the histograms of another accumulator with the same thresholds; returns self."""
+        check_mergeable(self, other, "thresholds")
+        self.pos += other.pos
+        self.neg += other.neg
+        return self
 
-        ``PxAP = 100 * sum(precision[1:] * diff(recall))`` with points ordered from the highest
-        threshold down. Raises ``ValueError`` when no GT-foreground pixel was seen.
+    def compute(self) -> PxAPResult:
+        """:class:`PxAPResult`: PR points where ``tp + fp > 0``.
+
+        ``PxAP = sum(precision[1:] * diff(recall))`` (wsolevaluation's formula, as a fraction) with
+        points ordered from the highest threshold down. Raises ``ValueError`` when no GT-foreground
+        pixel was seen.
         """
         tp = self.pos[::-1].cumsum().astype(np.float64)
         fp = self.neg[::-1].cumsum().astype(np.float64)
@@ -201,16 +256,17 @@ class PxAPAccumulator:
         precision = tp[keep] / (tp[keep] + fp[keep])
         recall = tp[keep] / tp[-1]
         lower_edges = self.edges[:-1][::-1][keep]
-        return {
-            "pxap": float(100.0 * np.sum(precision[1:] * np.diff(recall))),
-            "precision": precision,
-            "recall": recall,
-            "thresholds": lower_edges,
-        }
+        return PxAPResult(
+            pxap=float(np.sum(precision[1:] * np.diff(recall))),
+            precision=precision,
+            recall=recall,
+            thresholds=lower_edges,
+        )
 
 
-def pxap(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], thresholds=None) -> dict:
-    """PxAP of ``maps`` against ``masks`` (0 / 1 / 255), with the PR curve; see PxAPAccumulator."""
+def pxap(maps: Iterable[np.ndarray], masks: Iterable[np.ndarray], thresholds=None) -> PxAPResult:
+    """PxAP (a fraction) of ``maps`` (each ``(H, W)``) against ``masks`` (0 / 1 / 255), with the PR curve;
+    see :class:`PxAPAccumulator`."""
     acc = PxAPAccumulator(thresholds)
     maps, masks = list(maps), list(masks)
     if len(maps) != len(masks):

@@ -7,11 +7,12 @@ a positive constant per class. The target layer of each architecture is named in
 from __future__ import annotations
 
 import logging
-import urllib.error
 
 import torch
 import torchvision
 from torch import nn
+
+from wsl import io
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +71,8 @@ def imagenet_weights(arch: str):
 
 
 def load_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
-    """Download (once, into the torch hub cache) and return the ImageNet state dict of ``arch``.
-
-    Offline this raises one clear line saying where to put the file.
-    """
-    weights = imagenet_weights(arch)
-    try:
-        return weights.get_state_dict(progress=False, check_hash=False)
-    except (urllib.error.URLError, OSError, RuntimeError) as e:
-        target = f"{torch.hub.get_dir()}/checkpoints/{weights.url.rsplit('/', 1)[-1]}"
-        raise RuntimeError(
-            f"cannot get ImageNet weights for {arch} ({type(e).__name__}): download {weights.url} to "
-            f"{target}, or set model.pretrained=false"
-        ) from None
+    """The ImageNet state dict of ``arch`` (torch hub cache, downloaded there once; offline: one line)."""
+    return io.imagenet_state_dict(imagenet_weights(arch).url, arch)
 
 
 def build_classifier(arch: str, num_classes: int, pretrained: bool = False) -> nn.Module:

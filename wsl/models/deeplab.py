@@ -16,35 +16,20 @@ models expect (RGB in [0, 1], ImageNet mean and std), not as the Caffe models (B
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights, VGG16_Weights, WeightsEnum
 
+from wsl import io
+
 __all__ = ["DeepLabLargeFOV", "DeepLabResNet", "DeepLabSmall", "load_imagenet_state_dict", "sec_param_groups"]
 
 
 def load_imagenet_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
-    """The state dict of torchvision ImageNet ``weights``, from the hub cache or downloaded there.
-
-    Raises:
-        RuntimeError: (one line) the file is missing and cannot be downloaded; says where to put it.
-    """
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        return torch.hub.load_state_dict_from_url(
-            weights.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
-        )
-    except Exception as err:  # offline, proxy, bad hash: one clear line instead of a network traceback
-        raise RuntimeError(
-            f"ImageNet weights not found at {path} and the download failed ({type(err).__name__}); "
-            f"download {weights.url} to that path, or use pretrained=false"
-        ) from None
+    """The state dict of torchvision ImageNet ``weights`` (:func:`wsl.io.imagenet_state_dict`)."""
+    return io.imagenet_state_dict(weights.url, type(weights).__name__, key="segmodel.pretrained")
 
 
 def _classifier_conv(in_channels: int, num_classes: int, **kwargs: int) -> nn.Conv2d:

@@ -1,6 +1,7 @@
 """Segmentation from image-level labels: seeds from class maps, dense CRF, SEC's losses, grid sampling.
 
-Pure functions over NumPy arrays and torch tensors; no configuration objects.
+Pure functions over NumPy arrays and torch tensors, and SEC's training and inference pieces
+(:mod:`wsl.segmentation.sec`); no configuration objects.
 """
 
 from wsl.segmentation.crf import CRFPool, check_image, crf_map, dense_crf, label_crf
@@ -15,6 +16,8 @@ from wsl.segmentation.losses import (
     seeding_loss,
     seeds_to_onehot,
 )
+from wsl.segmentation.jobs import label_job, seed_job
+from wsl.segmentation.saliency import SECSaliency
 from wsl.segmentation.seeds import (
     cam_to_mask,
     gradient_saliency,
@@ -25,6 +28,9 @@ from wsl.segmentation.seeds import (
 
 __all__ = [
     "CRFPool",
+    "SECSaliency",
+    "label_job",
+    "seed_job",
     "ExpansionTerms",
     "cam_to_mask",
     "cell_bounds",

@@ -1,6 +1,14 @@
-"""The stages. Each module has ``run(cfg) -> dict`` and is the only code that sees the configuration.
+"""The stages: one module each, ``run(cfg) -> dict of metrics``, the only code that sees the configuration.
 
-One explicit table maps a stage name to its module; a test checks it against ``conf/stage/*.yaml``.
+Two tables say everything about how they fit together: :data:`STAGES` maps a stage name to its module (a
+test checks it against ``conf/stage/*.yaml``), :data:`NEEDS` says which stages' outputs each one reads.
+Stages never import each other: ``wsl.run`` runs the missing prerequisites that :data:`RUNS_FIRST` allows
+(the README promises that cams, benchmark and visualize train the missing classifier) and turns any other
+missing input into one line naming the command to run.
+
+    train -> cams -> boxes -> eval (localization)
+                  -> seeds -> sec -> labels -> eval (segmentation)
+             cams -> benchmark, visualize (any CAM method, side by side)
 """
 
 from __future__ import annotations
@@ -20,9 +28,22 @@ STAGES: dict[str, str] = {
     "visualize": "wsl.stages.visualize",
 }
 
+# stage -> the stages whose outputs it reads (for the same run, CAM method and split).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "train": (),
+    "cams": ("train",),
+    "boxes": ("cams",),
+    "seeds": ("cams",),
+    "sec": ("seeds",),
+    "labels": ("sec",),
+    "eval": ("cams",),
+    "benchmark": ("train",),
+    "visualize": ("train",),
+}
 
-class UserError(RuntimeError):
-    """A problem the user can fix (missing input, bad option): reported as one line, no traceback."""
+# (stage, prerequisite) pairs run first, with the prerequisite's default settings, when missing.
+RUNS_FIRST: frozenset[tuple[str, str]] = frozenset({("cams", "train"), ("benchmark", "train"),
+                                                    ("visualize", "train")})  # fmt: skip
 
 
 def load_stage(name: str) -> ModuleType:

@@ -1,56 +1,70 @@
 """stage=benchmark: CAM methods side by side on the run's classifier and data -> ``benchmark/``.
 
-For every method of ``stage.methods`` (default: all of ``wsl.cam.METHODS``) it chains stage=cams, boxes and
-eval in-process (reusing what is on disk, see :mod:`wsl.stages.benchmark_chain`), then gathers:
-localization and segmentation scores from the evaluators' ``metrics.json``; MaxBoxAccV2, PxAP and the
-BoxAcc curve from one pass over the stored maps where the evaluators do not give them; faithfulness,
-sanity and cost measured on the first images of the split (:mod:`wsl.stages.benchmark_probes`).
-Writes ``benchmark.csv``, ``benchmark.md``, ``plots/*.png``, ``gallery/*.png``, ``report.html`` (static,
-opens from disk), ``results.json`` (every value and curve behind them) and ``manifest.json``. A method
-that fails is reported (n/a, and why), never fatal.
+For every method of ``stage.methods`` (default: all of ``wsl.cam.METHODS``) it makes what stage=cams,
+boxes and eval would, with their default options and in their folders, reusing what is on disk
+(:func:`wsl.benchmark.run_chain`): the maps of the first ``stage.limit`` images, the boxes, the
+localization and segmentation evaluations; then it probes faithfulness, sanity and cost on the first
+images (:class:`wsl.benchmark.Probes`). The table is built from the evaluators' typed results. Writes
+``benchmark.csv`` and ``results.json`` (fractions), ``benchmark.md``, ``plots/``, ``gallery/``,
+``report.html`` (percent on display) and ``manifest.json``. A method that fails is reported, never fatal.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from wsl import io
-from wsl.cam import METHODS
-from wsl.stages import UserError, common
-from wsl.stages import benchmark_probes as probes
-from wsl.stages.benchmark_measure import Shared, measure
-from wsl.stages.benchmark_overlays import gallery
-from wsl.stages.benchmark_report import report_html, write_plots
-from wsl.stages.benchmark_scores import COLUMNS
-from wsl.stages.benchmark_tables import markdown, summary, write_csv
-from wsl.stages.common import CONF_DIR, ensure_classifier, stage_config
+from wsl import benchmark as bm
+from wsl.benchmark.rows import OK
+from wsl.errors import UserError
+from wsl.evaluation import LocalizationProtocol, sweep_thresholds
+from wsl.stages import common
 
 log = logging.getLogger(__name__)
 
 
-def resolve_methods(methods: Any) -> list[str]:
-    """``stage.methods`` as a list (None: every method), each checked against METHODS and conf/cam."""
-    names = list(METHODS) if methods is None else [str(m) for m in methods]
-    bad = [m for m in names if m not in METHODS or not (CONF_DIR / "cam" / f"{m}.yaml").is_file()]
-    if bad or not names:
-        raise UserError(f"stage.methods: unknown {bad or 'empty list'}; choose from {', '.join(METHODS)}")
-    return names
+def _chain(cfg: DictConfig, m: str) -> tuple[bm.ChainSettings, dict[str, DictConfig]]:
+    """The chain's settings for method ``m`` and the configuration each of its folders' manifest records."""
+    st = cfg.stage
+
+    def sub(stage: str, **kw) -> DictConfig:
+        return common.compose_cam(common.compose_stage(cfg, stage, split=st.split, **kw), m)
+
+    configs = {"cams": sub("cams", limit=st.limit, overwrite=st.overwrite), "boxes": sub("boxes"),
+               "eval/localization": sub("eval", task="localization"),
+               "eval/segmentation": sub("eval", task="segmentation")}  # fmt: skip
+    b, ev = configs["boxes"].stage, configs["eval/localization"].stage
+    settings = bm.ChainSettings(
+        cams=common.cam_settings(configs["cams"]), mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
+        limit=st.limit, overwrite=bool(st.overwrite),
+        box_threshold=None if b.threshold_method == "otsu" else float(b.threshold),
+        box_method=str(b.threshold_method), box_mode=str(b.box_mode),
+        protocol=LocalizationProtocol(float(ev.loc_threshold), float(ev.iou_threshold),
+                                      float(ev.box_acc_step), float(ev.pointing_tolerance)),
+        miou_threshold=float(ev.miou_threshold),
+        thresholds=sweep_thresholds(ev.sweep_start, ev.sweep_stop, ev.sweep_step),
+        num_workers=int(cfg.num_workers),
+    )  # fmt: skip
+    return settings, configs
 
 
-def _gallery_picks(st: DictConfig, ds, indices: list[int]) -> list[int]:
-    """Dataset indices of the gallery: ``stage.gallery.ids`` (checked) or the first images."""
-    if not st.gallery.ids:
-        return indices[: st.gallery.images]
-    ids = [str(i) for i in st.gallery.ids]
-    missing = [i for i in ids if i not in ds.ids]
-    if missing:
-        raise UserError(f"stage.gallery.ids: {missing} are not images of split {ds.split!r}")
-    return [ds.ids.index(i) for i in ids]
+def _method(cfg: DictConfig, m: str, ds, model: torch.nn.Module, device, probes: bm.Probes) -> dict:
+    """The row of method ``m``: its maps, boxes and evaluations (made or reused), then the probes."""
+    split, lay = common.split_name(cfg), common.layout(cfg)
+    settings, configs = _chain(cfg, m)
+
+    def manifest(step: str, folder, started: float, **counts) -> None:
+        common.write_manifest(folder, configs[step], started, **counts)
+
+    res = bm.run_chain(ds, lay, m, split, model, device, settings, manifest)
+    row = bm.quality_row(res.localization, res.segmentation)
+    cams = lay.cams(m, split) if res.status["cams"] in OK else None
+    status = dict(res.status)
+    row |= probes.measure(settings.cams.method, cams, status)
+    return row | {"status": status}
 
 
 def run(cfg: DictConfig) -> dict:
@@ -58,67 +72,44 @@ def run(cfg: DictConfig) -> dict:
     st = cfg.stage
     device = common.resolve_device(cfg.device)
     common.set_seed(cfg.seed)
-    methods = resolve_methods(st.methods)
-    split = common.split_name(cfg)
-    ensure_classifier(cfg)
+    methods = bm.resolve_methods(st.methods)
+    split, lay = common.split_name(cfg), common.layout(cfg)
     ds = common.build_dataset(cfg, split)
-    indices = list(range(len(ds) if st.limit is None else min(int(st.limit), len(ds))))
-    if not indices:
+    n = len(ds) if st.limit is None else min(int(st.limit), len(ds))
+    if n == 0:
         raise UserError(f"split {split!r} has no image to benchmark")
-    picks = _gallery_picks(st, ds, indices)
+    picks = bm.pick_images(ds, st.gallery.ids, min(int(st.gallery.images), n), "stage.gallery.ids")
     model = common.load_classifier(cfg, device)
-    blocks = list(st.sanity.blocks) if st.sanity.blocks else probes.default_blocks(model, st.sanity.depth)
-    tasks = [t for t, ok in (("localization", ds.has_boxes), ("segmentation", ds.has_masks)) if ok]
-    step = float(stage_config(cfg, "eval").stage.box_acc_step)
-    sh = Shared(
-        common.run_dir(cfg), split, ds, indices, model, device, str(cfg.cam.target_layer), tasks, blocks, step
+    blocks = (
+        [str(b) for b in st.sanity.blocks] if st.sanity.blocks else bm.default_blocks(model, st.sanity.depth)
     )
-    mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
-    for name, n in (
-        ("faith", st.faithfulness.images),
-        ("sane", st.sanity.images),
-        ("costly", st.cost_images + 1),
-    ):
-        setattr(sh, name, probes.load_items(ds, indices[:n], mean, std, device))
-    rows: dict[str, dict[str, Any]] = {}
+
+    def items(k: int) -> list[bm.Item]:
+        return bm.load_items(ds, list(range(min(int(k), n))), cfg.dataset.mean, cfg.dataset.std, device)
+
+    probes = bm.Probes(model, device, str(cfg.cam.target_layer), blocks, items(st.faithfulness.images),
+                       items(st.sanity.images), items(st.cost_images + 1), int(st.faithfulness.steps),
+                       float(st.sanity.threshold), int(cfg.seed))  # fmt: skip
+    rows: dict[str, dict] = {}
     for k, m in enumerate(methods):
         log.info("benchmark: %s (%d of %d)", m, k + 1, len(methods))
-        rows[m] = measure(cfg, m, sh)
+        rows[m] = _method(cfg, m, ds, model, device, probes)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    out = sh.run / "benchmark"
+    out = lay.benchmark()
     meta = {
         "title": f"{cfg.dataset.name} / {cfg.model.name} / {split}",
-        "subtitle": f"{len(indices)} images, target layer {sh.layer}, {device.type}, run {cfg.run}, "
+        "subtitle": f"{n} images, target layer {probes.layer}, {device.type}, run {cfg.run}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}",
-        "notes": f"Faithfulness on the first {len(sh.faith)} images ({st.faithfulness.steps} steps), sanity "
-        f"on {len(sh.sane)} images randomising {', '.join(blocks)} (flag: Spearman > "
-        f"{st.sanity.threshold}), cost on {max(len(sh.costly) - 1, 0)} images after one warm-up image.",
+        "notes": probes.notes(),
     }
-    write_csv(out / "benchmark.csv", rows)
-    io.write_json(out / "results.json", {"meta": meta, "blocks": blocks, "rows": rows})
-    io.write_text(out / "benchmark.md", markdown(rows, meta))
-    shown = gallery(ds, sh.run, methods, split, picks, out)
-    io.write_text(out / "report.html", report_html(rows, meta, write_plots(out, rows, blocks), shown))
-    table = {
-        m: {c.key: r[c.key] for c in COLUMNS} | {"flagged": bool(r.get("flagged"))} for m, r in rows.items()
-    }
-    failed = [m for m, r in rows.items() if not all(v in ("ran", "reused") for v in r["status"].values())]
-    common.write_manifest(
-        out,
-        cfg,
-        started,
-        done=len(methods) - len(failed),
-        failed=len(failed),
-        methods=methods,
-        table=table,
-        status={m: r["status"] for m, r in rows.items()},
-        sanity_blocks=blocks,
-        images=len(indices),
-        peak_memory=probes.PEAK_MEMORY_NOTE,
-        notes=meta["notes"],
-    )
-    for line in summary(rows):
+    report = bm.write_benchmark(out, rows, meta, blocks, bm.gallery(ds, lay, methods, split, picks, out))
+    tab, failed = bm.table(rows), bm.failed_methods(rows)
+    common.write_manifest(out, cfg, started, done=len(methods) - len(failed), failed=len(failed),
+                          methods=methods, table=tab, status={m: r["status"] for m, r in rows.items()},
+                          sanity_blocks=blocks, images=n, peak_memory=bm.PEAK_MEMORY_NOTE,
+                          notes=meta["notes"])  # fmt: skip
+    for line in bm.summary(rows):
         log.info("benchmark: %s", line)
-    log.info("benchmark of %d methods on %s -> %s", len(methods), split, out / "report.html")
-    return {"methods": table, "report": str(out / "report.html")}
+    log.info("benchmark of %d methods on %s -> %s", len(methods), split, report)
+    return {"methods": tab, "report": str(report)}

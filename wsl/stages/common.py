@@ -1,32 +1,34 @@
-"""What every stage shares: devices, seeds, datasets and models from the config, run folders, manifests."""
+"""What the stages share: config -> device, dataset, models, run layout, sub-configurations, manifests.
+
+This and the stage modules are the only code that reads the configuration; everything else is library.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
-import platform
 import random
-import subprocess
-import sys
-import time
-from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from tqdm import tqdm
 
-from wsl import dist, io
-from wsl.stages import UserError
+from wsl import CONF_DIR, dist, io
+from wsl.cam import CamSettings
+from wsl.errors import UserError
+from wsl.layout import RunLayout
+from wsl.manifest import manifest
+from wsl.models import fit_state_dict
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO_ROOT / "conf"
+
+
+def layout(cfg: DictConfig) -> RunLayout:
+    return RunLayout(cfg.paths.run_dir)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,60 +46,56 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.run_dir)
-
-
-def progress(iterable: Iterable, desc: str, total: int | None = None, unit: str = "img") -> tqdm:
-    """One tqdm bar per stage, on rank 0 only, quiet when stderr is not a terminal."""
-    disable = not dist.is_main() or (not sys.stderr.isatty() and not os.environ.get("WSL_PROGRESS"))
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True)
+def build(node: DictConfig, what: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)``; a user-fixable failure inside (a missing file, a bad
+    value, weights that cannot be fetched offline) is one :class:`UserError` line naming ``what``."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError | FileNotFoundError | ValueError):
+            raise UserError(f"{what}: {cause}") from None
+        raise
+    except (UserError, FileNotFoundError) as e:
+        raise UserError(f"{what}: {e}") from None
 
 
 # ------------------------------------------------------------------------------------------- datasets
 
 
-def prepare_dataset(cfg: DictConfig) -> None:
-    """Create the dataset if it is generated on demand (the toy data); only rank 0 writes it."""
-    from wsl.data.toy import ToyDatasetError
-
+def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_boxes: bool = False):
+    """The dataset of ``split`` as configured, generated first if it is the toy data (rank 0 writes it)."""
     prep = cfg.dataset.get("prepare")
-    if prep is None:
-        return
-    try:
+    if prep is not None:
         if dist.is_main():
-            instantiate(prep)
+            build(prep, f"dataset={cfg.dataset.name}")
         dist.barrier()
         if not dist.is_main():
-            instantiate(prep)  # already there: only checks the marker
-    except ToyDatasetError as e:
-        raise UserError(str(e)) from None
-
-
-def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_boxes: bool = False):
-    """The dataset of ``split`` as configured; a missing root is one clear error."""
-    from hydra.errors import InstantiationException
-
-    prepare_dataset(cfg)
+            build(prep, f"dataset={cfg.dataset.name}")  # already there: only checks the marker
     try:
-        return instantiate(cfg.dataset.loader, split=split, with_masks=with_masks, with_boxes=with_boxes)
-    except InstantiationException as e:  # Hydra wraps the loader's own error
-        if isinstance(e.__cause__, FileNotFoundError | ValueError):
-            raise UserError(str(e.__cause__)) from None
-        raise
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
+        return build(cfg.dataset.loader, f"dataset={cfg.dataset.name}", split=split,
+                     with_masks=with_masks, with_boxes=with_boxes)  # fmt: skip
+    except UserError as e:
+        raise UserError(str(e).replace("\n", " ")) from None
+
+
+def dataset_with_masks(cfg: DictConfig, split: str):
+    """The split with ground-truth masks for scoring, or None (logged) when some or all are missing."""
+    try:
+        ds = build_dataset(cfg, split, with_masks=True)
+    except UserError as e:
+        log.info("no ground-truth masks for every image of %s: not scored (%s)", split, str(e)[:200])
+        return None
+    return ds if ds.has_masks else None
 
 
 def split_name(cfg: DictConfig) -> str:
-    """The split a per-image stage works on: ``stage.split``, which may be ``train``/``val`` or an alias."""
+    """The split a stage works on: ``stage.split``, where ``train``/``val`` name the dataset's own."""
     split = cfg.stage.get("split", "val")
     return {"train": cfg.dataset.train_split, "val": cfg.dataset.val_split}.get(split, split)
 
 
-def pending(
-    ids: list[str], limit: int | None, overwrite: bool, is_done, what: str, out: Path
-) -> tuple[list[int], list[int], int]:
+def pending(ids: list[str], limit: int | None, overwrite: bool, is_done, what: str, out: Path):
     """This rank's share of the first ``limit`` images and, among them, those still to do.
 
     ``is_done(image_id)`` says whether an image's output is complete (a re-run skips it unless
@@ -115,125 +113,148 @@ def pending(
 
 
 def classifier_checkpoint(cfg: DictConfig) -> Path:
+    """``model.checkpoint`` when given, else the run's ``train/best.pt``."""
     ckpt = cfg.model.get("checkpoint")
-    return Path(ckpt) if ckpt else run_dir(cfg) / "train" / "best.pt"
+    return Path(ckpt) if ckpt else layout(cfg).classifier()
 
 
-def stage_config(cfg: DictConfig, stage: str, method: str | None = None, **overrides: Any) -> DictConfig:
-    """A copy of ``cfg`` running ``stage`` (its YAML defaults + ``overrides``) with CAM ``method``."""
-    node = OmegaConf.load(CONF_DIR / "stage" / f"{stage}.yaml")
-    for key, value in overrides.items():
-        if key not in node:
-            raise KeyError(f"conf/stage/{stage}.yaml has no key {key!r}")
-        node[key] = value
+def load_classifier(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
+    """The run's trained classifier (``model.checkpoint`` or ``train/best.pt``), eval mode, on ``device``."""
+    path = classifier_checkpoint(cfg)
+    if not path.is_file():
+        raise UserError(f"no classifier checkpoint at {path}: run stage=train first or set model.checkpoint")
+    model = build(cfg.model.build, f"model={cfg.model.name}")
+    fit_state_dict(model, io.load_state_dict(path), str(path), f"model={cfg.model.name}")
+    return model.to(device).eval()
+
+
+def build_segmodel(cfg: DictConfig, from_checkpoint: bool = False) -> torch.nn.Module:
+    """``segmodel.build`` with ``num_classes = dataset.num_classes + 1`` (class 0 is the background).
+
+    With ``from_checkpoint`` ImageNet weights are not fetched (the checkpoint replaces them anyway).
+    """
+    seg = cfg.segmodel
+    if seg.get("pretrained") and "pretrained" not in seg.build:
+        raise UserError(f"segmodel={seg.name} has no pretrained weights; set segmodel.pretrained=false")
+    kwargs: dict[str, Any] = {"num_classes": int(cfg.dataset.num_classes) + 1}
+    if from_checkpoint and "pretrained" in seg.build:
+        kwargs["pretrained"] = False
+    return build(seg.build, f"segmodel={seg.name}", **kwargs)
+
+
+def segmodel_meta(cfg: DictConfig, grid: tuple[int, int]) -> dict[str, Any]:
+    """What a SEC checkpoint records about its network, checked when it is loaded."""
+    return {
+        "segmodel": cfg.segmodel.name,
+        "num_classes": int(cfg.dataset.num_classes) + 1,
+        "input_size": int(cfg.segmodel.input_size),
+        "grid": list(grid),
+        "cam": cfg.cam.name,
+    }
+
+
+def load_segmodel(cfg: DictConfig, device: torch.device, path: Path | None = None) -> torch.nn.Module:
+    """The trained SEC network (``sec/<cam>/final.pt`` unless ``path``), in eval mode on ``device``."""
+    path = Path(path) if path else layout(cfg).sec_network(cfg.cam.name)
+    if not path.is_file():
+        raise UserError(f"no SEC network at {path}: run `python -m wsl.run stage=sec` first")
+    state = io.load_checkpoint(path)
+    if state.get("segmodel") not in (None, cfg.segmodel.name):
+        raise UserError(f"{path} holds segmodel={state['segmodel']}, not segmodel={cfg.segmodel.name}")
+    model = build_segmodel(cfg, from_checkpoint=True)
+    fit_state_dict(model, io.load_state_dict(path), str(path), f"segmodel={cfg.segmodel.name}")
+    return model.to(device).eval()
+
+
+def cam_settings(cfg: DictConfig) -> CamSettings:
+    """stage=cams's options (``cfg.stage`` must be a cams stage node) and the ``cam`` group."""
+    st, cam = cfg.stage, cfg.cam
+    return CamSettings(
+        method=str(cam.method), target_layer=str(cam.target_layer), relu=bool(cam.relu),
+        inner_batch=int(cam.batch_size), scales=tuple(float(s) for s in st.scales), flip=bool(st.flip),
+        stride=int(st.stride), batch_size=int(st.batch_size), top_k=int(st.top_k),
+        all_classes=bool(st.all_classes), bf16=bool(st.bf16), channels_last=bool(st.channels_last),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- sub-configurations
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    """Hydra's compose API on conf/, inside the running app or standalone (tests, notebooks)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _with(cfg: DictConfig, **nodes: Any) -> DictConfig:
+    """A copy of ``cfg`` with top-level ``nodes`` replaced; struct and read-only flags kept."""
     sub = copy.deepcopy(cfg)
     readonly = OmegaConf.is_readonly(cfg)
     OmegaConf.set_readonly(sub, False)
     with open_dict(sub):
-        sub.stage = node
-        if method is not None:
-            cam = OmegaConf.load(CONF_DIR / "cam" / f"{method}.yaml")
-            cam.target_layer = cfg.cam.target_layer
-            sub.cam = cam
+        for key, node in nodes.items():
+            sub[key] = node
     OmegaConf.set_struct(sub, True)
     OmegaConf.set_readonly(sub, readonly)
     return sub
 
 
-def ensure_classifier(cfg: DictConfig) -> None:
-    """Train the run's classifier with ``conf/stage/train.yaml`` if it has none and no model.checkpoint."""
-    if not classifier_checkpoint(cfg).is_file() and not cfg.model.get("checkpoint"):
-        log.info("no classifier in run %s: training one first (stage=train, its default settings)", cfg.run)
-        from wsl.stages import train
+def compose_stage(cfg: DictConfig, stage: str, **overrides: Any) -> DictConfig:
+    """``cfg`` running ``stage`` with that stage's defaults (from Hydra's compose API) and ``overrides``;
+    every other group (dataset, model, paths, cam, ...) stays as in ``cfg``. An unknown key raises."""
+    node = _compose([f"stage={stage}"]).stage
+    for key, value in overrides.items():
+        if key not in node:
+            raise KeyError(f"stage={stage} has no option {key!r}")
+        node[key] = value
+    return _with(cfg, stage=node)
 
-        train.run(stage_config(cfg, "train"))
 
-
-def load_classifier(cfg: DictConfig, device: torch.device, train_if_missing: bool = False) -> torch.nn.Module:
-    """The run's trained classifier (``model.checkpoint`` or ``train/best.pt``), in eval mode on ``device``.
-
-    With ``train_if_missing`` a missing checkpoint of the run is trained first, saying so.
-    """
-    path = classifier_checkpoint(cfg)
-    if not path.is_file():
-        if train_if_missing:
-            ensure_classifier(cfg)
-        if not path.is_file():
-            raise UserError(
-                f"no classifier checkpoint at {path}: run stage=train first or set model.checkpoint"
-            )
-    model = instantiate(cfg.model.build)
-    state = io.load_checkpoint(path)
-    state = state.get("model", state)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f"{path} does not fit model={cfg.model.name}: {str(e).splitlines()[0]}") from None
-    return model.to(device).eval()
+def compose_cam(cfg: DictConfig, method: str) -> DictConfig:
+    """``cfg`` with the ``cam`` group set to ``method``, at ``cfg``'s target layer."""
+    node = _compose([f"cam={method}"]).cam
+    node.target_layer = cfg.cam.target_layer
+    return _with(cfg, cam=node)
 
 
 # ------------------------------------------------------------------------------------------ manifests
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "wsl",
-        "torch",
-        "torchvision",
-        "numpy",
-        "hydra-core",
-        "opencv-python-headless",
-        "pycocotools",
-    ):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip() or None
-
-
-def write_manifest(
-    folder: Path,
-    cfg: DictConfig,
-    started: float,
-    done: int = 0,
-    skipped: int = 0,
-    failed: int = 0,
-    **extra: Any,
-) -> None:
-    """``manifest.json`` of a leaf folder: config, versions, commit, wall time, item counts. Rank 0 only."""
-    if not dist.is_main():
-        return
-    manifest = {
-        "stage": cfg.stage.name,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "world_size": dist.world_size(),
-        "wall_time_s": round(time.time() - started, 3),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "counts": {"done": done, "skipped": skipped, "failed": failed},
-        **extra,
-    }
-    io.write_json(Path(folder) / "manifest.json", manifest)
+def write_manifest(folder: Path, cfg: DictConfig, started: float, **counts_and_extra: Any) -> None:
+    """``manifest.json`` of a leaf folder (rank 0 only); written last, it marks the folder complete."""
+    if dist.is_main():
+        config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        record = manifest(cfg.stage.name, config, started, dist.world_size(), **counts_and_extra)
+        io.write_json(RunLayout.manifest(folder), record)
 
 
 def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
     if dist.is_main():
-        io.write_json(Path(folder) / "metrics.json", metrics)
+        io.write_json(RunLayout.metrics(folder), metrics)
+
+
+def produced(cfg: DictConfig, stage: str) -> Path:
+    """The file whose presence says ``stage`` has run for ``cfg``'s classifier, CAM method and split."""
+    lay, cam, split = layout(cfg), cfg.cam.name, split_name(cfg)
+    return {
+        "train": lambda: classifier_checkpoint(cfg),
+        "cams": lambda: RunLayout.manifest(lay.cams(cam, split)),
+        "boxes": lambda: lay.boxes_file(cam, split),
+        "seeds": lambda: RunLayout.manifest(lay.seeds(cam, split)),
+        "sec": lambda: Path(cfg.stage.get("checkpoint") or lay.sec_network(cam)),
+    }[stage]()
+
+
+def command(cfg: DictConfig, stage: str) -> str:
+    """The command line that makes ``produced(cfg, stage)``."""
+    parts = ["python -m wsl.run", f"stage={stage}"]
+    if stage != "train":
+        parts.append(f"cam={cfg.cam.name}")
+    if stage in ("cams", "boxes", "seeds", "sec"):
+        parts.append(f"stage.split={cfg.stage.get('split', 'val')}")
+    return " ".join(parts)

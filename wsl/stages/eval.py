@@ -1,8 +1,12 @@
-"""stage=eval: scores what the run produced against the dataset's annotations.
+"""stage=eval: scores what the run produced against the dataset's annotations -> ``eval/<cam>/<split>/<task>/``.
 
-``stage.task=localization`` (boxes: Grad-CAM protocol, MaxBoxAcc V1/V2, CorLoc, pointing game, COCO AP),
-``segmentation`` (CAM masks, seeds, pseudo-labels: mIoU), or ``all``: every task whose inputs exist in the
-run and whose annotations the dataset has. Each writes ``eval/<cam>/<split>/<task>/``.
+``stage.task=localization``: every stored map against the GT boxes of its class
+(:func:`wsl.evaluation.evaluate_localization`: Grad-CAM protocol top-1 / top-5 / GT-known and CorLoc,
+pointing game, MaxBoxAcc V1/V2, PxAP where masks exist, COCO box AP of stage=boxes' file when present).
+``segmentation``: CAM masks (IRN's protocol, fixed and tuned background threshold), and the seeds and
+pseudo-labels of the run where they exist. ``all``: every task the dataset has annotations for. Under
+torchrun each rank scores its share of the images and the accumulators are merged, so the figures equal a
+single process's. Writes ``metrics.json`` (fractions), ``metrics.md``, plots and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -13,47 +17,69 @@ import time
 from omegaconf import DictConfig
 
 from wsl import dist
-from wsl.stages import UserError, common
-from wsl.stages.camfiles import cams_dir
+from wsl.errors import UserError
+from wsl.evaluation import (LocalizationProtocol, SegmentationResult, evaluate_cam_masks, evaluate_localization,
+                            save_localization, save_segmentation, score_labels, score_seeds,
+                            sweep_thresholds)  # fmt: skip
+from wsl.stages import common
 
 log = logging.getLogger(__name__)
 
 
-def eval_dir(cfg: DictConfig, split: str, task: str):
-    return common.run_dir(cfg) / "eval" / cfg.cam.name / split / task
-
-
 def run(cfg: DictConfig) -> dict:
     dist.init()
-    split = common.split_name(cfg)
-    task = cfg.stage.task
+    st = cfg.stage
+    split, cam = common.split_name(cfg), cfg.cam.name
+    lay = common.layout(cfg)
+    cams = lay.cams(cam, split)
     ds = common.build_dataset(cfg, split)
-    has_cams = (cams_dir(cfg, split) / "manifest.json").is_file()
-    wanted = ["localization", "segmentation"] if task == "all" else [task]
+    wanted = ["localization", "segmentation"] if st.task == "all" else [str(st.task)]
+    mine = dist.shard(list(range(len(ds))))
     results = {}
-    for t in wanted:
+    for task in wanted:
         started = time.time()
-        ok_data = ds.has_boxes if t == "localization" else ds.has_masks
-        if not ok_data or not has_cams:
-            why = (
-                f"the dataset has no {'boxes' if t == 'localization' else 'masks'}"
-                if not ok_data
-                else (f"no CAMs in {cams_dir(cfg, split)} (run stage=cams first)")
-            )
-            if task != "all":
-                raise UserError(f"cannot evaluate {t} on {split}: {why}")
-            log.info("skipping %s evaluation: %s", t, why)
+        if not (ds.has_boxes if task == "localization" else ds.has_masks):
+            why = f"cannot evaluate {task} on {split}: the dataset has no {'boxes' if task == 'localization' else 'masks'}"
+            if st.task != "all":
+                raise UserError(why)
+            log.info("skipping: %s", why)
             continue
-        out = eval_dir(cfg, split, t)
-        if t == "localization":
-            from wsl.stages.eval_localization import evaluate_localization
-
-            results[t] = evaluate_localization(cfg, split, out, ds)
+        out = lay.eval(cam, split, task)
+        if task == "localization":
+            protocol = LocalizationProtocol(st.loc_threshold, st.iou_threshold, st.box_acc_step,
+                                            st.pointing_tolerance)  # fmt: skip
+            boxes = lay.boxes_file(cam, split)
+            if not boxes.is_file():
+                log.info("no %s: COCO box AP left out (run stage=boxes to get it)", boxes)
+            res = evaluate_localization(ds, cams, boxes if boxes.is_file() else None, protocol, mine, dist.merge_all)
+            if dist.is_main():
+                save_localization(out, res, f"Localization, {cam} on {split}")
+            log.info("localization %s/%s: GT-known %.1f %%, top-1 err %.1f %%, MaxBoxAccV2 %.1f %%, CorLoc %.1f %%%s "
+                     "-> %s", cam, split, 100 * res.gt_known_loc, 100 * res.top1_loc_err, 100 * res.max_box_acc_v2,
+                     100 * res.corloc, "" if res.coco_ap50 is None else f", COCO AP50 {100 * res.coco_ap50:.1f} %",
+                     out)  # fmt: skip
+            images = res.images
         else:
-            from wsl.stages.eval_segmentation import evaluate_segmentation
-
-            results[t] = evaluate_segmentation(cfg, split, out, ds)
-        common.write_manifest(out, cfg, started, done=int(results[t].get("images", 0)))
+            thresholds = sweep_thresholds(st.sweep_start, st.sweep_stop, st.sweep_step)
+            masks = evaluate_cam_masks(ds, cams, st.miou_threshold, thresholds, mine, dist.merge_all)
+            if masks.images == 0:
+                raise UserError(f"no CAM file of split {split!r} in {cams} could be scored")
+            seeds, labels = lay.seeds(cam, split), lay.labels(cam, split)
+            res = SegmentationResult(
+                split=split, cam=cam, dataset_images=len(ds), cams=masks,
+                seeds=score_seeds(ds, seeds, mine, dist.merge_all) if seeds.is_dir() else None,
+                labels=score_labels(ds, labels, mine, dist.merge_all) if labels.is_dir() else None,
+            )  # fmt: skip
+            if dist.is_main():
+                save_segmentation(out, res)
+            extra = "".join(f"; {name} mIoU {100 * r.miou:.1f} %" for name, r in (("seeds", res.seeds),
+                            ("pseudo-labels", res.labels)) if r is not None and r.miou is not None)  # fmt: skip
+            log.info("segmentation %s/%s: CAM mIoU %.1f %% at bg %.2f, %.1f %% at bg %.2f (tuned on GT)%s -> %s",
+                     cam, split, 100 * masks.miou, masks.threshold, 100 * masks.miou_tuned, masks.best_threshold,
+                     extra, out)  # fmt: skip
+            images = masks.images
+        common.write_manifest(out, cfg, started, done=int(images))
+        results[task] = res.to_json()
     if not results:
-        raise UserError(f"nothing to evaluate for cam={cfg.cam.name} on {split}: run stage=cams first")
+        raise UserError(f"nothing to evaluate for cam={cam} on {split}: the dataset has neither boxes nor masks")
     return results

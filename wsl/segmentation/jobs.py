@@ -1,7 +1,6 @@
-"""Per-image jobs of stage=seeds and stage=labels that run in CRF worker processes.
+"""Per-image jobs of seeds and pseudo-labels that run in CRF worker processes (:class:`CRFPool`).
 
-Kept in a module of their own with light imports (no Hydra, no stage code), so that ``spawn`` workers
-start quickly. Each job takes plain arrays and returns a uint8 label map.
+Kept in a module of their own with light imports, so that ``spawn`` workers start quickly. Each job takes plain arrays and returns a uint8 label map.
 """
 
 from __future__ import annotations
@@ -10,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from wsl.segmentation import dense_crf, irn_confident_seeds, seeds_from_maps
+from wsl.segmentation.crf import dense_crf
+from wsl.segmentation.seeds import irn_confident_seeds, seeds_from_maps
 
 
 def seed_job(

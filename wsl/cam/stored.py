@@ -1,33 +1,17 @@
-"""Reading what stage=cams wrote: the folder of a split, the files, maps at image resolution."""
+"""Stored maps (``cams/<cam>/<split>/<id>.npz``, written by :func:`wsl.io.save_cams`) at image resolution."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
 from wsl import io
-from wsl.stages import UserError, common
 
 
-def cams_dir(cfg: DictConfig, split: str) -> Path:
-    return common.run_dir(cfg) / "cams" / cfg.cam.name / split
-
-
-def require_cams(cfg: DictConfig, split: str) -> Path:
-    folder = cams_dir(cfg, split)
-    if not (folder / "manifest.json").is_file():
-        raise UserError(
-            f"no CAMs at {folder}: run `python -m wsl.run stage=cams cam={cfg.cam.name} "
-            f"stage.split={split}` first"
-        )
-    return folder
-
-
-def upsample(maps: np.ndarray, size_hw: tuple[int, int], renormalize: bool = True) -> np.ndarray:
+def upsample_stored(maps: np.ndarray, size_hw: tuple[int, int], renormalize: bool = True) -> np.ndarray:
     """(K, h, w) stored maps -> (K, H, W) float32 at image resolution, bilinear (align_corners=False).
 
     With ``renormalize`` each map is divided by its maximum again after upsampling (IRN normalises at
@@ -43,8 +27,8 @@ def upsample(maps: np.ndarray, size_hw: tuple[int, int], renormalize: bool = Tru
     return full.numpy()
 
 
-def load_full(path: Path) -> dict[str, np.ndarray]:
-    """A CAM file with its maps upsampled to the image size (key ``full``)."""
+def load_full(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A CAM file (:func:`wsl.io.load_cams`) with its maps upsampled to the image size (key ``full``)."""
     rec = io.load_cams(path)
-    rec["full"] = upsample(rec["maps"], tuple(int(v) for v in rec["image_size"]))
+    rec["full"] = upsample_stored(rec["maps"], tuple(int(v) for v in rec["image_size"]))
     return rec

@@ -1,0 +1,163 @@
+"""Maps for every image of a dataset, stored one ``.npz`` per image (what stage=cams runs).
+
+Maps are summed over scales and flips (IRN/PSA, :func:`wsl.cam.multiscale_maps`), ReLU'd and divided by
+their own maximum, so they lie in [0, 1], and stored at ``ceil(H / stride) x ceil(W / stride)`` by
+:func:`wsl.io.save_cams`. Images of the same size are batched together (no padding, which would change the
+maps). An unreadable image is skipped, logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wsl import io
+from wsl.cam.extractor import CAMExtractor
+from wsl.cam.postprocess import normalize_maps
+from wsl.cam.tta import multiscale_maps
+from wsl.data.transforms import to_tensor
+from wsl.progress import track
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CamSettings:
+    """How the maps of a dataset are made (stage=cams's options, conf/stage/cams.yaml)."""
+
+    method: str = "gradcam"
+    target_layer: str = "layer4"
+    relu: bool = True
+    inner_batch: int = 64  # masked / ablated inputs per forward pass (Score-CAM, Ablation-CAM)
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = True
+    stride: int = 4
+    batch_size: int = 16
+    top_k: int = 5
+    all_classes: bool = False
+    bf16: bool = False
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class CamCounts:
+    """What one call of :func:`write_dataset_cams` did (this process only)."""
+
+    done: int
+    failed: int
+    maps: int
+    seconds: float
+
+
+class _Images(Dataset):
+    def __init__(self, ds, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.ds, self.mean, self.std = ds, list(mean), list(std)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.ds[i]
+        x = None if s["image"] is None else to_tensor(s["image"], self.mean, self.std)
+        return {"index": i, "id": s["id"], "x": x, "label": s["label"], "error": s["error"]}
+
+
+def _as_list(items: list[dict]) -> list[dict]:
+    return items
+
+
+def size_batches(sizes: dict[int, tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Group dataset indices by image size, then cut each group into batches (order deterministic)."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, hw in sorted(sizes.items()):
+        groups[tuple(hw)].append(i)
+    return [g[j : j + batch_size] for _, g in sorted(groups.items()) for j in range(0, len(g), batch_size)]
+
+
+def pick_classes(label: np.ndarray, logits: torch.Tensor, top_k: int, all_classes: bool) -> list[int]:
+    """The labelled classes, then the top-k predicted ones not already there (sorted, unique)."""
+    c = logits.shape[-1]
+    if all_classes:
+        return list(range(c))
+    chosen = set(np.flatnonzero(np.asarray(label) > 0).tolist())
+    chosen.update(torch.topk(logits, min(top_k, c)).indices.tolist() if top_k > 0 else [])
+    return sorted(chosen)
+
+
+def write_dataset_cams(
+    model: torch.nn.Module,
+    ds,
+    indices: Sequence[int],
+    out: Path,
+    settings: CamSettings,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    num_workers: int = 0,
+    desc: str = "cams",
+) -> CamCounts:
+    """Write ``out/<id>.npz`` for the images ``indices`` of ``ds`` with ``model`` (eval mode, on ``device``).
+
+    Every file is written atomically; the caller decides which indices still need one (resume).
+    """
+    s = settings
+    use_cl = s.channels_last and device.type == "cuda"
+    if use_cl:
+        model = model.to(memory_format=torch.channels_last)
+    batches = size_batches({i: ds.image_size(i) for i in indices}, s.batch_size)
+    loader = DataLoader(
+        _Images(ds, mean, std),
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=_as_list,
+        pin_memory=device.type == "cuda",
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(s.bf16 and device.type == "cuda"))
+    done = failed = n_maps = 0
+    t0 = time.time()
+    bar = track(None, desc, total=len(indices))
+    with bar, CAMExtractor(
+        model, method=s.method, target_layer=s.target_layer, relu=s.relu, batch_size=s.inner_batch
+    ) as ext:
+        for items in loader:
+            bad = [it for it in items if it["x"] is None]
+            for it in bad:
+                log.warning("skipping %s: %s", it["id"], it["error"])
+            failed += len(bad)
+            items = [it for it in items if it["x"] is not None]
+            bar.update(len(bad))
+            if not items:
+                continue
+            x = torch.stack([it["x"] for it in items]).to(device, non_blocking=True)
+            if use_cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            h, w = x.shape[-2:]
+            with torch.inference_mode(), autocast:
+                logits = model(x).float()
+            classes = [pick_classes(it["label"], lg, s.top_k, s.all_classes) for it, lg in zip(items, logits)]
+            with autocast:
+                maps = multiscale_maps(
+                    ext,
+                    x,
+                    classes,
+                    scales=tuple(s.scales),
+                    flip=s.flip,
+                    out_size=(math.ceil(h / s.stride), math.ceil(w / s.stride)),
+                )
+            for it, cls, m, lg in zip(items, classes, maps, logits):
+                # eps far below any real map maximum: every non-zero map peaks at exactly 1
+                m = normalize_maps(torch.relu(m.float()), mode="max", eps=1e-12).cpu().numpy()
+                io.save_cams(out / f"{it['id']}.npz", np.asarray(cls), m, lg.cpu().numpy(), (h, w))
+                n_maps += len(cls)
+            done += len(items)
+            bar.update(len(items))
+    return CamCounts(done=done, failed=failed, maps=n_maps, seconds=time.time() - t0)
