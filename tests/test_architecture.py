@@ -43,7 +43,9 @@ def _imports(name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + [base]
+                ).strip(".")
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
     return {m for m in found if m in MODULES and m != name}
@@ -95,7 +97,9 @@ def test_no_import_cycle():
 
 
 def test_output_layout_has_one_owner():
-    pattern = re.compile(r'"(cams|boxes|seeds|sec|labels|eval|benchmark|visualize)"\s*/|/\s*"(cams|boxes|seeds|sec|labels|eval)"')
+    pattern = re.compile(
+        r'"(cams|boxes|seeds|sec|labels|eval|benchmark|visualize)"\s*/|/\s*"(cams|boxes|seeds|sec|labels|eval)"'
+    )
     offenders = [
         f"{path.relative_to(WSL.parent)}:{i}"
         for name, path in MODULES.items()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from wsl.layout import RunLayout
 from wsl.run import REPO_ROOT
 
 
@@ -38,25 +39,27 @@ def test_train_then_cams_from_another_cwd(data_root, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "out" / "toy-small_cnn"
     for name in ("best.pt", "last.pt", "metrics.json", "manifest.json", "curves.png"):
-        assert (run / "train" / name).is_file(), name
-    manifest = json.loads((run / "train" / "manifest.json").read_text())
+        assert (RunLayout(run).train() / name).is_file(), name
+    manifest = json.loads(RunLayout.manifest(RunLayout(run).train()).read_text())
     assert manifest["counts"]["done"] == 48 and manifest["config"]["stage"]["name"] == "train"
-    assert (run / "logs" / "train" / ".hydra" / "config.yaml").is_file()
+    assert (RunLayout(run).logs("train") / ".hydra" / "config.yaml").is_file()
     r = wsl_cli(["stage=cams", "stage.limit=5", *common], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len(list((run / "cams" / "gradcam" / "val").glob("*.npz"))) == 5
+    assert len(list(RunLayout(run).cams("gradcam", "val").glob("*.npz"))) == 5
 
 
 @pytest.mark.parametrize(
     "override,expected",
     [
-        ("stage.top_k=many", "stage.top_k: expected int"),
-        ("stage=cams stage.nonsense=1", "nonsense"),
-        ("dataset=imagenet", "imagenet"),
+        ("stage=cams stage.batch_size=abc", "invalid configuration: stage.batch_size=abc: expected int"),
+        ("stage=cams stage.batch_sizee=3", "batch_sizee=3: unknown key (did you mean stage.batch_size?)"),
+        ("cam=nope", "invalid configuration: cam=nope: expected one of ablationcam, cam,"),
+        ("dataset=imagenet", "dataset=imagenet: expected one of coco, folder, toy, toy_coco, voc"),
+        ("stage=cams stage.batch_size=0", "invalid configuration: stage.batch_size=0: expected an int >= 1"),
     ],
 )
-def test_bad_configuration_is_a_clear_error(override, expected, tmp_path):
+def test_bad_configuration_is_one_error_line(override, expected, tmp_path):
+    """Hydra's composition errors and the start-up range check: one line, exit code 2, no traceback."""
     r = wsl_cli([*override.split(), f"paths.output_root={tmp_path}"], cwd=tmp_path)
-    assert r.returncode != 0
-    out = r.stdout + r.stderr
-    assert expected in out and "Traceback" not in out
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 2 and expected in out and len(out.splitlines()) == 1, out

@@ -21,6 +21,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from wsl import REPO_ROOT
 from wsl.errors import UserError
 
 __all__ = ["register_schemas", "validate_config"]
@@ -361,6 +362,12 @@ GROUP_SCHEMAS: dict[str, type] = {
 }
 
 
+def register_resolvers() -> None:
+    """``${wsl_repo_root:}`` gives the repository root, so default paths never depend on the cwd."""
+    if not OmegaConf.has_resolver("wsl_repo_root"):
+        OmegaConf.register_new_resolver("wsl_repo_root", lambda: str(REPO_ROOT))
+
+
 def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent): ``config_schema`` for conf/config.yaml,
     ``schema/<group>`` for each group and ``schema/stage/<stage>`` for each stage option."""
@@ -482,3 +489,45 @@ def validate_config(cfg: DictConfig) -> None:
     problems += _cross_checks(cfg)
     if problems:
         raise UserError("invalid configuration: " + "; ".join(problems))
+
+
+def composition_error_line(e: Exception) -> str:
+    """Hydra's composition error ``e`` (several lines) as one, in :func:`wsl.config_schema.validate_config`'s
+    format: ``invalid configuration: <key>=<value>: expected <what is allowed>``."""
+    import dataclasses
+    import difflib
+    import re
+
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause, text = e.__cause__, str(e)
+    if isinstance(e, MissingConfigException) and e.options is not None and e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")  # an unknown option; bases (_*) are not options
+        options = ", ".join(o for o in e.options if not o.startswith("_"))
+        return f"invalid configuration: {group}={name}: expected one of {options}"
+    key = getattr(cause, "full_key", None)
+    if not key:
+        lines = [line.strip() for line in text.splitlines() if line.strip() and "hydra.cc/docs" not in line]
+        where = f"{e.override}: cannot parse (" if getattr(e, "override", None) else "("  # a syntax error
+        return f"invalid configuration: {where}{': '.join(lines)})"
+    head = f"{key}={text.partition(key + '=')[2].splitlines()[0]}" if key + "=" in text else key
+    schema = getattr(cause, "object_type", None)
+    typed = dataclasses.is_dataclass(schema)
+    fields = {f.name: str(f.type) for f in dataclasses.fields(schema)} if typed else {}
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError):
+        parent = key.rpartition(".")[0]
+        close = difflib.get_close_matches(str(cause.key), fields, n=1)
+        hint = f" (did you mean {'.'.join(filter(None, [parent, close[0]]))}?)" if close else ""
+        allowed = f"expected one of {', '.join(fields)}" if fields else f"to add it: +{head}"
+        return f"invalid configuration: {head}: unknown key{hint}, {allowed}"
+    msg = str(getattr(cause, "msg", cause)).splitlines()[0]
+    choices = re.search(r"expected one of \[(.*)\]", msg)
+    if choices:
+        expected = f"one of {choices[1]}"
+    elif str(cause.key) in fields:  # int, bool, float, str, list[float], int | None, ...
+        expected = re.sub(r"list\[(\w+)\]", r"a list of \1", fields[str(cause.key)])
+        expected = expected.replace(" | None", " or null")
+    else:
+        expected = f"a valid value ({msg})"
+    return f"invalid configuration: {head}: expected {expected}"

@@ -65,7 +65,8 @@ class Progress(Generic[T]):
     def status(self, now: float | None = None) -> str:
         elapsed = max(1e-9, (now or time.monotonic()) - self.start)
         rate = self.done / elapsed
-        text = f"{self.done}/{self.total if self.total is not None else '?'} {self.unit}, {rate:.2f} {self.unit}/s"
+        total = "?" if self.total is None else self.total
+        text = f"{self.done}/{total} {self.unit}, {rate:.2f} {self.unit}/s"
         if self.total and rate > 0:
             text += f", ETA {_clock((self.total - self.done) / rate)}"
         return text
@@ -88,6 +89,8 @@ def _clock(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
-def track(iterable: Iterable[T] | None, desc: str, total: int | None = None, unit: str = "img") -> Progress[T]:
+def track(
+    iterable: Iterable[T] | None, desc: str, total: int | None = None, unit: str = "img"
+) -> Progress[T]:
     """``for x in track(items, "cams gradcam val"): ...`` with a bar or periodic log lines."""
     return Progress(iterable, desc, total, unit)

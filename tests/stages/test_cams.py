@@ -15,6 +15,7 @@ from wsl import REPO_ROOT, io
 from wsl.layout import RunLayout
 from wsl.stages import cams
 
+
 def _val(out, cam="gradcam"):
     return RunLayout(out / "toy-small_cnn").cams(cam, "val")
 

@@ -32,8 +32,9 @@ def test_eval_all_writes_both_tasks_in_fractions(with_cams, compose_at):
         assert {"metrics.json", "metrics.md", "manifest.json"} <= names, names
         saved = json.loads((folder / "metrics.json").read_text())
         assert saved["units"] == "fractions in [0, 1]"
-    loc = LocalizationResult.from_json(json.loads((lay.eval("gradcam", "val", "localization") / "metrics.json")
-                                                  .read_text()))  # fmt: skip
+    loc = LocalizationResult.from_json(
+        json.loads((lay.eval("gradcam", "val", "localization") / "metrics.json").read_text())
+    )
     assert loc.images == 8 and loc.missing == 24 - 8
     for v in (loc.gt_known_loc, loc.top1_loc_err, loc.max_box_acc_v2, loc.corloc, loc.coco_ap50, loc.pxap):
         assert 0 <= v <= 1
@@ -43,7 +44,9 @@ def test_eval_all_writes_both_tasks_in_fractions(with_cams, compose_at):
 
 
 def test_a_missing_input_names_the_command(trained, compose_at):
-    with pytest.raises(UserError, match="run `python -m wsl.run stage=cams cam=layercam stage.split=val` first"):
+    with pytest.raises(
+        UserError, match="run `python -m wsl.run stage=cams cam=layercam stage.split=val` first"
+    ):
         run_stage(compose_at(["stage=boxes", "cam=layercam"], trained))
     with pytest.raises(UserError, match="stage=seeds cam=gradcam stage.split=train"):
         run_stage(compose_at(["stage=sec"], trained))

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from wsl import io
-from wsl.stages import labels as labels_stage
 from wsl.segmentation import label_job
+from wsl.stages import labels as labels_stage
 from wsl.stages.common import build_dataset, build_segmodel, layout, segmodel_meta
 
 FAST = ["segmodel.input_size=64", "segmodel.build.width=8", "stage.crf_processes=0", "stage.limit=3"]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from wsl import io
-from wsl.stages import labels as labels_stage
-from wsl.stages import sec as sec_stage
 from wsl.errors import UserError
 from wsl.segmentation.sec import schedule
+from wsl.stages import labels as labels_stage
+from wsl.stages import sec as sec_stage
 from wsl.stages.common import build_dataset, layout, load_segmodel
 
 FAST = [

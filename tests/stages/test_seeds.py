@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wsl import io
-from wsl.stages import seeds as seeds_stage
 from wsl.segmentation import seed_job
+from wsl.stages import seeds as seeds_stage
 from wsl.stages.common import build_dataset, layout
 
 

@@ -52,11 +52,22 @@ def test_model_checkpoint_in_every_form_initialises_training(trained_root, compo
     saved = {"plain": state, "wrapped": {"model": state}, "ddp": {f"module.{k}": v for k, v in state.items()}}
     ckpt = tmp_path / "init.pt"
     torch.save(saved[form], ckpt)
-    cfg = compose_at(["stage=train", "stage.epochs=1", "num_workers=0", "stage.lr=0.0", "stage.warmup_steps=1",
-                      f"model.checkpoint={ckpt}"], tmp_path / "out")  # fmt: skip
+    cfg = compose_at(
+        [
+            "stage=train",
+            "stage.epochs=1",
+            "num_workers=0",
+            "stage.lr=0.0",
+            "stage.warmup_steps=1",
+            f"model.checkpoint={ckpt}",
+        ],
+        tmp_path / "out",
+    )
     train.run(cfg)
     after = io.load_checkpoint(RunLayout(tmp_path / "out" / "toy-small_cnn").classifier())["model"]
-    assert all(torch.equal(after[k], v) for k, v in state.items() if "running" not in k and v.is_floating_point())
+    assert all(
+        torch.equal(after[k], v) for k, v in state.items() if "running" not in k and v.is_floating_point()
+    )
 
 
 def test_checkpoint_of_another_shape_names_the_keys(compose_at, tmp_path):
@@ -67,7 +78,10 @@ def test_checkpoint_of_another_shape_names_the_keys(compose_at, tmp_path):
     ckpt = tmp_path / "bad.pt"
     torch.save({"fc.weight": torch.zeros(1000, 3)}, ckpt)
     cfg = compose_at(["stage=train", "stage.epochs=1", "num_workers=0", f"model.checkpoint={ckpt}"], tmp_path)
-    with pytest.raises(UserError, match=r"missing keys features.0.weight.*shape mismatch .*fc.weight \(1000, 3\) vs \(6, 96\)"):
+    with pytest.raises(
+        UserError,
+        match=r"missing keys features.0.weight.*shape mismatch .*fc.weight \(1000, 3\) vs \(6, 96\)",
+    ):
         train.run(cfg)
     (tmp_path / "text.pt").write_text("not a checkpoint")
     cfg = compose_at(["stage=train", "num_workers=0", f"model.checkpoint={tmp_path / 'text.pt'}"], tmp_path)

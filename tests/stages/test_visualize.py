@@ -10,7 +10,7 @@ from wsl import io
 from wsl.benchmark import auto_layers
 from wsl.layout import RunLayout
 from wsl.models.classifier import build_classifier
-from wsl.stages import train, visualize
+from wsl.stages import visualize
 
 
 def test_auto_layers_small_cnn_and_resnet():
@@ -26,11 +26,11 @@ def test_auto_layers_small_cnn_and_resnet():
 
 
 @pytest.mark.slow
-def test_visualize_methods_layers_and_failures(compose):
-    overrides = ["run=v", "num_workers=0"]
-    train.run(
-        compose([*overrides, "stage=train", "stage.epochs=1", "stage.batch_size=16", "stage.input_size=64"])
-    )
+def test_visualize_methods_layers_and_failures(trained, compose_at):
+    def compose(overrides):
+        return compose_at(overrides, trained)
+
+    overrides = ["num_workers=0"]
     cfg = compose(
         [
             *overrides,

@@ -157,10 +157,9 @@ def faithfulness(model: nn.Module, items: list[Item], cams: Path, steps: int) ->
         images = it.x.expand(len(keep), -1, -1, -1)
         for mode, results in runs.items():
             results.append(deletion_insertion(score, images, cls, maps, mode, n_steps=steps))
-        adi = average_drop_increase(score, images, cls, maps)
-        y, o = adi["y"].double(), adi["o"].double()  # Grad-CAM++ Sec. 5.1, as fractions
-        drops.append(torch.clamp(y - o, min=0) / y)
-        increases.append((o > y).double())
+        adi = average_drop_increase(score, images, cls, maps)  # Grad-CAM++ Sec. 5.1, fractions
+        drops.append(adi["drop"].double())
+        increases.append(adi["increase"].double())
     if not drops:
         return {}
     out: dict = {"faithfulness_pairs": int(torch.cat(drops).numel())}

@@ -125,9 +125,12 @@ def write_dataset_cams(
     done = failed = n_maps = 0
     t0 = time.time()
     bar = track(None, desc, total=len(indices))
-    with bar, CAMExtractor(
-        model, method=s.method, target_layer=s.target_layer, relu=s.relu, batch_size=s.inner_batch
-    ) as ext:
+    with (
+        bar,
+        CAMExtractor(
+            model, method=s.method, target_layer=s.target_layer, relu=s.relu, batch_size=s.inner_batch
+        ) as ext,
+    ):
         for items in loader:
             bad = [it for it in items if it["x"] is None]
             for it in bad:

@@ -24,7 +24,7 @@ from wsl.evaluation.labelmaps import (
     score_seeds,
 )
 from wsl.evaluation.localization import LocalizationEvaluator, coco_box_ap, evaluate_localization
-from wsl.evaluation.report import save_localization, save_segmentation
+from wsl.evaluation.report import save_localization, save_segmentation, summary
 from wsl.evaluation.results import (
     CamMaskResult,
     LabelResult,
@@ -64,5 +64,6 @@ __all__ = [
     "save_segmentation",
     "score_labels",
     "score_seeds",
+    "summary",
     "sweep_thresholds",
 ]

@@ -131,3 +131,17 @@ def save_segmentation(folder: str | os.PathLike, result: SegmentationResult) -> 
     marks = {"best": (c.best_threshold, 100 * c.miou_tuned), "fixed": (c.threshold, 100 * c.miou)}
     title = f"CAM masks ({result.cam}, {result.split})"
     plot_lines(folder / "miou_vs_threshold.png", series, "background threshold", "mIoU (%)", title, marks)
+
+
+def summary(result: LocalizationResult | SegmentationResult) -> str:
+    """The headline figures of a result in one line (percent), for the stage's closing log line."""
+    if isinstance(result, LocalizationResult):
+        coco = "" if result.coco_ap50 is None else f", COCO AP50 {pct(result.coco_ap50)} %"
+        return (f"GT-known {pct(result.gt_known_loc)} %, top-1 err {pct(result.top1_loc_err)} %, MaxBoxAccV2 "
+                f"{pct(result.max_box_acc_v2)} %, CorLoc {pct(result.corloc)} %{coco}")  # fmt: skip
+    c = result.cams
+    tuned = "" if c is None else f"{pct(c.miou_tuned)} % at bg {c.best_threshold:.2f} (tuned on GT)"
+    parts = [] if c is None else [f"CAM mIoU {pct(c.miou)} % at bg {c.threshold:.2f}, {tuned}"]
+    parts += [f"{name} mIoU {pct(r.miou)} %" for name, r in (("seeds", result.seeds),
+              ("pseudo-labels", result.labels)) if r is not None]  # fmt: skip
+    return "; ".join(parts)

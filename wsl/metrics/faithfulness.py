@@ -16,8 +16,9 @@ when smaller). ``score_fn(images) -> (B, K)`` returns class probabilities (e.g.
   sigma 5) for insertion.
 * Average Drop / Increase in Confidence (Chattopadhyay et al., WACV 2018, "Grad-CAM++"): with
   ``Y`` the class probability on the image and ``O`` on the image multiplied by the min-max
-  normalised map (a constant map becomes zeros), ``drop = 100 * max(0, Y - O) / Y`` (mean over
-  pairs) and increase = percentage of pairs with ``O > Y``. A pair with ``Y == 0`` raises ``ValueError``.
+  normalised map (a constant map becomes zeros), ``drop = max(0, Y - O) / Y`` (mean over pairs) and
+  increase = the fraction of pairs with ``O > Y``; both fractions in [0, 1] (the paper prints
+  percent). A pair with ``Y == 0`` raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ def average_drop_increase(
 ) -> dict:
     """Average Drop and Increase in Confidence (Grad-CAM++, Sec. 5.1), per pair and aggregated.
 
-    Returns ``{"drop": (N,), "increase": (N,) bool, "average_drop": float (percent),
-    "increase_in_confidence": float (percent), "y": (N,), "o": (N,)}``.
+    Returns ``{"drop": (N,), "increase": (N,) bool, "average_drop": float, "increase_in_confidence":
+    float, "y": (N,), "o": (N,)}``; drops and the aggregates are fractions in [0, 1].
     """
     classes, maps = _check(images, classes, maps)
     flat = maps.reshape(maps.shape[0], -1)
@@ -147,13 +148,13 @@ def average_drop_increase(
     o = _probs(score_fn, images * norm[:, None], classes, batch_size)
     if (y <= 0).any():
         raise ValueError("a pair has probability 0 on the full image: Average Drop is undefined")
-    drop = 100.0 * torch.clamp(y - o, min=0) / y
+    drop = torch.clamp(y - o, min=0) / y
     increase = o > y
     return {
         "drop": drop.cpu(),
         "increase": increase.cpu(),
         "average_drop": float(drop.mean()),
-        "increase_in_confidence": 100.0 * float(increase.float().mean()),
+        "increase_in_confidence": float(increase.float().mean()),
         "y": y.cpu(),
         "o": o.cpu(),
     }

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from wsl.metrics.classification import f1_scores, mean_average_precision
+from wsl.progress import track
 
 
 class LabelledImages(Dataset):
@@ -82,3 +83,32 @@ def evaluate_classifier(model: torch.nn.Module, loader: DataLoader, device: torc
     s, t = torch.cat(scores).numpy(), torch.cat(targets).numpy()
     m, _ = mean_average_precision(s, t)
     return {"map": m, **f1_scores(s, t)}
+
+
+def make_loaders(
+    train_set: Dataset, val_set: Dataset, batch_size: int, num_workers: int, sampler=None, pin_memory=False
+) -> tuple[DataLoader, DataLoader]:
+    """Shuffled full training batches (``sampler`` under DDP) and ordered validation batches."""
+    kw = dict(num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory,
+              persistent_workers=num_workers > 0)  # fmt: skip
+    train = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                       drop_last=True, worker_init_fn=worker_init, **kw)  # fmt: skip
+    return train, DataLoader(val_set, batch_size=batch_size, shuffle=False, **kw)
+
+
+def train_epoch(net: torch.nn.Module, loader: DataLoader, opt, sched, loss: str, device, desc: str) -> float:
+    """One pass over ``loader`` (optimizer and scheduler step per batch); the mean loss, NaN when every
+    batch was unreadable."""
+    net.train()
+    losses = []
+    for batch in track(loader, desc, unit="batch"):
+        if batch is None:
+            continue
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        value = multilabel_loss(net(x), y, loss)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        sched.step()
+        losses.append(value.item())
+    return float(np.mean(losses)) if losses else float("nan")

@@ -25,9 +25,12 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, Any], source: str, what
     if missing or unexpected or shapes:
         parts = [
             f"{label} {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-            for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                                 ("shape mismatch (file vs model)", shapes))
+            for label, items in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatch (file vs model)", shapes),
+            )
             if items
-        ]  # fmt: skip
+        ]
         raise UserError(f"{source} does not fit {what}: {'; '.join(parts)}")
     model.load_state_dict(state)

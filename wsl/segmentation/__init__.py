@@ -6,6 +6,7 @@ Pure functions over NumPy arrays and torch tensors, and SEC's training and infer
 
 from wsl.segmentation.crf import CRFPool, check_image, crf_map, dense_crf, label_crf
 from wsl.segmentation.grid import cell_bounds, seeds_to_grid
+from wsl.segmentation.jobs import label_job, seed_job
 from wsl.segmentation.losses import (
     ExpansionTerms,
     constrain_loss,
@@ -16,7 +17,6 @@ from wsl.segmentation.losses import (
     seeding_loss,
     seeds_to_onehot,
 )
-from wsl.segmentation.jobs import label_job, seed_job
 from wsl.segmentation.saliency import SECSaliency
 from wsl.segmentation.seeds import (
     cam_to_mask,

@@ -1,6 +1,7 @@
 """Per-image jobs of seeds and pseudo-labels that run in CRF worker processes (:class:`CRFPool`).
 
-Kept in a module of their own with light imports, so that ``spawn`` workers start quickly. Each job takes plain arrays and returns a uint8 label map.
+Kept in a module of their own with light imports, so that ``spawn`` workers start quickly. Each job
+takes plain arrays and returns a uint8 label map.
 """
 
 from __future__ import annotations

@@ -66,4 +66,6 @@ class SECSaliency:
                 f"stage.saliency_layer={self.layer_name}: the saliency is spatially constant; "
                 "use an earlier layer (SEC: conv4_1) or null (the input image)"
             )
-        return F.interpolate(sal, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+        return (
+            F.interpolate(sal, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+        )

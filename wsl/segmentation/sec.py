@@ -212,7 +212,32 @@ def loss_windows(history: list[dict], every: int) -> list[dict]:
     """Means of the losses over windows of ``every`` iterations (what ``loss.png`` draws)."""
     k = max(1, every)
     return [
-        {"iteration": history[min(j + k, len(history)) - 1]["iteration"],
-         **{n: float(np.mean([h[n] for h in history[j : j + k]])) for n in LOSSES}}
+        {
+            "iteration": history[min(j + k, len(history)) - 1]["iteration"],
+            **{n: float(np.mean([h[n] for h in history[j : j + k]])) for n in LOSSES},
+        }
         for j in range(0, len(history), k)
-    ]  # fmt: skip
+    ]
+
+
+def sec_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: dict[str, Any],
+    pool: CRFPool,
+    decays: tuple[float, float, float],
+    weights: dict[str, float],
+    crf_iterations: int,
+    device: torch.device,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One SGD step of SEC on ``batch``: this process's losses (:data:`LOSSES`) and the seconds spent in
+    the network's forward pass, the CRFs and the backward pass (device work included, see :func:`sync`)."""
+    t0 = sync(device)
+    loss, crf_s = sec_losses(net(batch["x"].to(device)), batch, pool, decays, weights, crf_iterations)
+    t1 = sync(device)
+    opt.zero_grad(set_to_none=True)
+    loss["total"].backward()
+    opt.step()
+    t2 = sync(device)
+    seconds = {"forward": t1 - t0 - crf_s, "crf": crf_s, "backward": t2 - t1}
+    return {k: loss[k].item() for k in LOSSES}, seconds

@@ -42,8 +42,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 # (stage, prerequisite) pairs run first, with the prerequisite's default settings, when missing.
-RUNS_FIRST: frozenset[tuple[str, str]] = frozenset({("cams", "train"), ("benchmark", "train"),
-                                                    ("visualize", "train")})  # fmt: skip
+RUNS_FIRST: frozenset[tuple[str, str]] = frozenset(
+    {("cams", "train"), ("benchmark", "train"), ("visualize", "train")}
+)
 
 
 def load_stage(name: str) -> ModuleType:

@@ -33,21 +33,32 @@ def _chain(cfg: DictConfig, m: str) -> tuple[bm.ChainSettings, dict[str, DictCon
     def sub(stage: str, **kw) -> DictConfig:
         return common.compose_cam(common.compose_stage(cfg, stage, split=st.split, **kw), m)
 
-    configs = {"cams": sub("cams", limit=st.limit, overwrite=st.overwrite), "boxes": sub("boxes"),
-               "eval/localization": sub("eval", task="localization"),
-               "eval/segmentation": sub("eval", task="segmentation")}  # fmt: skip
+    configs = {
+        "cams": sub("cams", limit=st.limit, overwrite=st.overwrite),
+        "boxes": sub("boxes"),
+        "eval/localization": sub("eval", task="localization"),
+        "eval/segmentation": sub("eval", task="segmentation"),
+    }
     b, ev = configs["boxes"].stage, configs["eval/localization"].stage
     settings = bm.ChainSettings(
-        cams=common.cam_settings(configs["cams"]), mean=list(cfg.dataset.mean), std=list(cfg.dataset.std),
-        limit=st.limit, overwrite=bool(st.overwrite),
+        cams=common.cam_settings(configs["cams"]),
+        mean=list(cfg.dataset.mean),
+        std=list(cfg.dataset.std),
+        limit=st.limit,
+        overwrite=bool(st.overwrite),
         box_threshold=None if b.threshold_method == "otsu" else float(b.threshold),
-        box_method=str(b.threshold_method), box_mode=str(b.box_mode),
-        protocol=LocalizationProtocol(float(ev.loc_threshold), float(ev.iou_threshold),
-                                      float(ev.box_acc_step), float(ev.pointing_tolerance)),
+        box_method=str(b.threshold_method),
+        box_mode=str(b.box_mode),
+        protocol=LocalizationProtocol(
+            float(ev.loc_threshold),
+            float(ev.iou_threshold),
+            float(ev.box_acc_step),
+            float(ev.pointing_tolerance),
+        ),
         miou_threshold=float(ev.miou_threshold),
         thresholds=sweep_thresholds(ev.sweep_start, ev.sweep_stop, ev.sweep_step),
         num_workers=int(cfg.num_workers),
-    )  # fmt: skip
+    )
     return settings, configs
 
 
@@ -87,9 +98,18 @@ def run(cfg: DictConfig) -> dict:
     def items(k: int) -> list[bm.Item]:
         return bm.load_items(ds, list(range(min(int(k), n))), cfg.dataset.mean, cfg.dataset.std, device)
 
-    probes = bm.Probes(model, device, str(cfg.cam.target_layer), blocks, items(st.faithfulness.images),
-                       items(st.sanity.images), items(st.cost_images + 1), int(st.faithfulness.steps),
-                       float(st.sanity.threshold), int(cfg.seed))  # fmt: skip
+    probes = bm.Probes(
+        model,
+        device,
+        str(cfg.cam.target_layer),
+        blocks,
+        items(st.faithfulness.images),
+        items(st.sanity.images),
+        items(st.cost_images + 1),
+        int(st.faithfulness.steps),
+        float(st.sanity.threshold),
+        int(cfg.seed),
+    )
     rows: dict[str, dict] = {}
     for k, m in enumerate(methods):
         log.info("benchmark: %s (%d of %d)", m, k + 1, len(methods))
@@ -105,10 +125,20 @@ def run(cfg: DictConfig) -> dict:
     }
     report = bm.write_benchmark(out, rows, meta, blocks, bm.gallery(ds, lay, methods, split, picks, out))
     tab, failed = bm.table(rows), bm.failed_methods(rows)
-    common.write_manifest(out, cfg, started, done=len(methods) - len(failed), failed=len(failed),
-                          methods=methods, table=tab, status={m: r["status"] for m, r in rows.items()},
-                          sanity_blocks=blocks, images=n, peak_memory=bm.PEAK_MEMORY_NOTE,
-                          notes=meta["notes"])  # fmt: skip
+    common.write_manifest(
+        out,
+        cfg,
+        started,
+        done=len(methods) - len(failed),
+        failed=len(failed),
+        methods=methods,
+        table=tab,
+        status={m: r["status"] for m, r in rows.items()},
+        sanity_blocks=blocks,
+        images=n,
+        peak_memory=bm.PEAK_MEMORY_NOTE,
+        notes=meta["notes"],
+    )
     for line in bm.summary(rows):
         log.info("benchmark: %s", line)
     log.info("benchmark of %d methods on %s -> %s", len(methods), split, report)

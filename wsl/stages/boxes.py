@@ -30,15 +30,27 @@ def run(cfg: DictConfig) -> dict:
     ds = common.build_dataset(cfg, split)
     threshold = None if st.threshold_method == "otsu" else float(st.threshold)
     mine = dist.shard(list(range(len(ds))))
-    part = dataset_boxes(ds, cams, mine, threshold, st.threshold_method, st.box_mode, f"boxes {cfg.cam.name} {split}")
+    part = dataset_boxes(
+        ds, cams, mine, threshold, st.threshold_method, st.box_mode, f"boxes {cfg.cam.name} {split}"
+    )
     boxes = dist.merge_all(part)
     if dist.is_main():
         records = boxes.sorted_records()
         io.write_json(out, records, indent=None)
         if boxes.missing:
             log.warning("%d images of %s have no CAM file in %s: left out", boxes.missing, split, cams)
-        common.write_manifest(out.parent, cfg, started, done=boxes.done, skipped=boxes.missing, failed=0,
-                              boxes=len(records), maps_without_box=boxes.empty)  # fmt: skip
-        log.info("boxes %s/%s: %d boxes from %d images -> %s", cfg.cam.name, split, len(records), boxes.done, out)
+        common.write_manifest(
+            out.parent,
+            cfg,
+            started,
+            done=boxes.done,
+            skipped=boxes.missing,
+            failed=0,
+            boxes=len(records),
+            maps_without_box=boxes.empty,
+        )
+        log.info(
+            "boxes %s/%s: %d boxes from %d images -> %s", cfg.cam.name, split, len(records), boxes.done, out
+        )
     dist.barrier()
     return {"images": boxes.done, "missing": boxes.missing, "boxes": len(boxes.records)}

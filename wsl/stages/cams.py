@@ -32,10 +32,25 @@ def run(cfg: DictConfig) -> dict:
     model = common.load_classifier(cfg, device)
     ds = common.build_dataset(cfg, split)
     mine, todo, skipped = common.pending(
-        ds.ids, st.limit, st.overwrite, lambda i: io.is_complete_npz(out / f"{i}.npz"), "complete CAM files", out
+        ds.ids,
+        st.limit,
+        st.overwrite,
+        lambda i: io.is_complete_npz(out / f"{i}.npz"),
+        "complete CAM files",
+        out,
     )
-    counts = write_dataset_cams(model, ds, todo, out, common.cam_settings(cfg), cfg.dataset.mean,
-                                cfg.dataset.std, device, cfg.num_workers, f"cams {cfg.cam.name} {split}")  # fmt: skip
+    counts = write_dataset_cams(
+        model,
+        ds,
+        todo,
+        out,
+        common.cam_settings(cfg),
+        cfg.dataset.mean,
+        cfg.dataset.std,
+        device,
+        cfg.num_workers,
+        f"cams {cfg.cam.name} {split}",
+    )
     done, failed, skipped, n_maps, slowest = dist.all_reduce_sum(
         [counts.done, counts.failed, skipped, counts.maps, counts.seconds]
     )
@@ -46,11 +61,29 @@ def run(cfg: DictConfig) -> dict:
         "maps_per_s": n_maps / slowest if slowest > 0 else None,
     }
     if ds.has_masks:
-        res = evaluate_cam_masks(ds, out, st.miou_threshold, [st.miou_threshold], mine, dist.merge_all)
-        metrics.update(cam_miou=res.miou, cam_miou_threshold=st.miou_threshold)
+        try:
+            res = evaluate_cam_masks(ds, out, st.miou_threshold, [st.miou_threshold], mine, dist.merge_all)
+            metrics.update(cam_miou=res.miou, cam_miou_threshold=st.miou_threshold)
+        except ValueError as e:  # no file of this run could be scored (every image failed)
+            log.warning("CAM mIoU not computed: %s", e)
     dist.barrier()
-    common.write_manifest(out, cfg, started, done=int(done), skipped=int(skipped), failed=int(failed), **metrics)
-    miou = f", CAM mIoU {100 * metrics['cam_miou']:.1f} % at bg {st.miou_threshold}" if "cam_miou" in metrics else ""
-    log.info("cams %s/%s: %d images done, %d skipped, %d failed; %.1f images/s%s -> %s", cfg.cam.name, split,
-             done, skipped, failed, metrics["images_per_s"] or 0.0, miou, out)  # fmt: skip
+    common.write_manifest(
+        out, cfg, started, done=int(done), skipped=int(skipped), failed=int(failed), **metrics
+    )
+    miou = (
+        f", CAM mIoU {100 * metrics['cam_miou']:.1f} % at bg {st.miou_threshold}"
+        if "cam_miou" in metrics
+        else ""
+    )
+    log.info(
+        "cams %s/%s: %d images done, %d skipped, %d failed; %.1f images/s%s -> %s",
+        cfg.cam.name,
+        split,
+        done,
+        skipped,
+        failed,
+        metrics["images_per_s"] or 0.0,
+        miou,
+        out,
+    )
     return metrics

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl import CONF_DIR, dist, io
 from wsl.cam import CamSettings
+from wsl.config_schema import register_resolvers, register_schemas
 from wsl.errors import UserError
 from wsl.layout import RunLayout
 from wsl.manifest import manifest
@@ -73,8 +74,13 @@ def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_bo
         if not dist.is_main():
             build(prep, f"dataset={cfg.dataset.name}")  # already there: only checks the marker
     try:
-        return build(cfg.dataset.loader, f"dataset={cfg.dataset.name}", split=split,
-                     with_masks=with_masks, with_boxes=with_boxes)  # fmt: skip
+        return build(
+            cfg.dataset.loader,
+            f"dataset={cfg.dataset.name}",
+            split=split,
+            with_masks=with_masks,
+            with_boxes=with_boxes,
+        )
     except UserError as e:
         raise UserError(str(e).replace("\n", " ")) from None
 
@@ -170,11 +176,19 @@ def cam_settings(cfg: DictConfig) -> CamSettings:
     """stage=cams's options (``cfg.stage`` must be a cams stage node) and the ``cam`` group."""
     st, cam = cfg.stage, cfg.cam
     return CamSettings(
-        method=str(cam.method), target_layer=str(cam.target_layer), relu=bool(cam.relu),
-        inner_batch=int(cam.batch_size), scales=tuple(float(s) for s in st.scales), flip=bool(st.flip),
-        stride=int(st.stride), batch_size=int(st.batch_size), top_k=int(st.top_k),
-        all_classes=bool(st.all_classes), bf16=bool(st.bf16), channels_last=bool(st.channels_last),
-    )  # fmt: skip
+        method=str(cam.method),
+        target_layer=str(cam.target_layer),
+        relu=bool(cam.relu),
+        inner_batch=int(cam.batch_size),
+        scales=tuple(float(s) for s in st.scales),
+        flip=bool(st.flip),
+        stride=int(st.stride),
+        batch_size=int(st.batch_size),
+        top_k=int(st.top_k),
+        all_classes=bool(st.all_classes),
+        bf16=bool(st.bf16),
+        channels_last=bool(st.channels_last),
+    )
 
 
 # ----------------------------------------------------------------------------------- sub-configurations
@@ -184,7 +198,13 @@ def _compose(overrides: list[str]) -> DictConfig:
     """Hydra's compose API on conf/, inside the running app or standalone (tests, notebooks)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
+    register_resolvers()
+    register_schemas()
+    if HydraConfig.initialized():  # keep the user's +experiment=..., whose stage settings live in its folder
+        experiment = HydraConfig.get().runtime.choices.get("experiment")
+        overrides = [*overrides, *([f"+experiment={experiment}"] if experiment else [])]
     if GlobalHydra.instance().is_initialized():
         return compose(config_name="config", overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -46,10 +46,18 @@ def run(cfg: DictConfig) -> dict:
         ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "pseudo-labels", out
     )
     done = failed = 0
-    predict_kw = dict(size=cfg.segmodel.input_size, scales=list(st.scales), flip=st.flip,
-                      mean=list(cfg.dataset.mean), std=list(cfg.dataset.std), device=device)  # fmt: skip
-    with CRFPool(st.crf_processes if todo else 0) as pool, track(None, f"labels {cfg.cam.name} {split}",
-                                                                 total=len(todo)) as bar:  # fmt: skip
+    predict_kw = dict(
+        size=cfg.segmodel.input_size,
+        scales=list(st.scales),
+        flip=st.flip,
+        mean=list(cfg.dataset.mean),
+        std=list(cfg.dataset.std),
+        device=device,
+    )
+    with (
+        CRFPool(st.crf_processes if todo else 0) as pool,
+        track(None, f"labels {cfg.cam.name} {split}", total=len(todo)) as bar,
+    ):
         for start in range(0, len(todo), st.batch_size):
             chunk, images = [], []
             for i in todo[start : start + st.batch_size]:
@@ -60,9 +68,16 @@ def run(cfg: DictConfig) -> dict:
                     log.warning("skipping %s: %s", ds.ids[i], e)
                     failed += 1
             probs = predict_probs(model, images, **predict_kw) if images else []
-            keys = [np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1]) if st.restrict_to_labels
-                    else np.arange(ds.num_classes + 1) for i in chunk]  # fmt: skip
-            jobs = [(im, p[k], k, st.crf, st.prob_floor, st.crf_iterations) for im, p, k in zip(images, probs, keys)]
+            keys = [
+                np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1])
+                if st.restrict_to_labels
+                else np.arange(ds.num_classes + 1)
+                for i in chunk
+            ]
+            jobs = [
+                (im, p[k], k, st.crf, st.prob_floor, st.crf_iterations)
+                for im, p, k in zip(images, probs, keys)
+            ]
             for i, pred in zip(chunk, pool.imap(label_job, jobs)):
                 io.write_label_png(out / f"{ds.ids[i]}.png", pred)
                 done += 1
@@ -71,13 +86,23 @@ def run(cfg: DictConfig) -> dict:
     dist.barrier()
     # <list_image_prefix><id><list_image_suffix> <list_label_prefix><id>.png for each image with a label
     first = range(len(ds) if st.limit is None else min(st.limit, len(ds)))
-    lines = [f"{st.list_image_prefix}{ds.ids[i]}{st.list_image_suffix} {st.list_label_prefix}{ds.ids[i]}.png\n"
-             for i in first if (out / f"{ds.ids[i]}.png").is_file()]  # fmt: skip
+    lines = [
+        f"{st.list_image_prefix}{ds.ids[i]}{st.list_image_suffix} {st.list_label_prefix}{ds.ids[i]}.png\n"
+        for i in first
+        if (out / f"{ds.ids[i]}.png").is_file()
+    ]
     list_file = lay.label_list(cfg.cam.name, split)
     if dist.is_main():
         io.write_text(list_file, "".join(lines))
-    metrics = {"split": split, "images": done + skipped, "done": done, "skipped": skipped, "failed": failed,
-               "listed": len(lines), "list_file": str(list_file)}  # fmt: skip
+    metrics = {
+        "split": split,
+        "images": done + skipped,
+        "done": done,
+        "skipped": skipped,
+        "failed": failed,
+        "listed": len(lines),
+        "list_file": str(list_file),
+    }
     gt = common.dataset_with_masks(cfg, split)
     if gt is not None:
         scores = score_labels(gt, out, mine, dist.merge_all)
@@ -85,6 +110,15 @@ def run(cfg: DictConfig) -> dict:
     common.write_metrics(out, metrics)
     common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed)
     miou = f"; mIoU {100 * metrics['miou']:.1f} %" if metrics.get("miou") is not None else ""
-    log.info("labels %s/%s: %d written, %d skipped, %d failed%s -> %s (list %s)", cfg.cam.name, split, done,
-             skipped, failed, miou, out, list_file)  # fmt: skip
+    log.info(
+        "labels %s/%s: %d written, %d skipped, %d failed%s -> %s (list %s)",
+        cfg.cam.name,
+        split,
+        done,
+        skipped,
+        failed,
+        miou,
+        out,
+        list_file,
+    )
     return metrics

@@ -24,8 +24,16 @@ from wsl import dist, io
 from wsl.models.deeplab import sec_param_groups
 from wsl.progress import track
 from wsl.segmentation import CRFPool, decay_for_grid
-from wsl.segmentation.sec import (LOSSES, SECTrainSet, collate, grid_size, loss_windows, schedule, sec_losses,
-                                  set_lr, sync)  # fmt: skip
+from wsl.segmentation.sec import (
+    LOSSES,
+    SECTrainSet,
+    collate,
+    grid_size,
+    loss_windows,
+    schedule,
+    sec_step,
+    set_lr,
+)
 from wsl.stages import common
 from wsl.viz import plot_curves
 
@@ -48,7 +56,8 @@ def run(cfg: DictConfig) -> dict:
     ds = common.build_dataset(cfg, split)
     indices = [i for i in range(len(ds)) if (seeds_dir / f"{ds.ids[i]}.png").is_file()]
     if len(indices) < len(ds):
-        log.warning("%d of %d images have no seeds in %s: left out", len(ds) - len(indices), len(ds), seeds_dir)
+        log.warning("%d of %d images have no seeds in %s: left out", len(ds) - len(indices), len(ds),
+                    seeds_dir)  # fmt: skip
     model = common.build_segmodel(cfg).to(device)
     grid = grid_size(model, cfg.segmodel.input_size, device)
     meta = common.segmodel_meta(cfg, grid)
@@ -79,33 +88,26 @@ def run(cfg: DictConfig) -> dict:
     with CRFPool(st.crf_processes) as pool:
         t = time.perf_counter()
         for batch in track(stream, f"sec {cfg.cam.name}", total=len(batches), unit="it"):
-            t0 = sync(device)
-            spent["data"] += t0 - t
+            spent["data"] += time.perf_counter() - t
             lr = set_lr(opt, st.lr, it, st.lr_step, st.lr_gamma)
             it += 1
-            if dist.all_reduce_sum([float(batch is not None)])[0] < dist.world_size():  # all ranks agree
+            if dist.all_reduce_sum([float(batch is not None)])[0] == dist.world_size():  # all ranks agree
+                losses, times = sec_step(net, opt, batch, pool, decays, weights, st.crf_iterations, device)
+                spent.update({k: spent[k] + v for k, v in times.items()})
+                mean = [v / dist.world_size() for v in dist.all_reduce_sum([losses[k] for k in LOSSES])]
+                history.append({"iteration": it, "lr": lr, **dict(zip(LOSSES, mean))})
+                if it % st.log_every == 0 or it == st.iterations:
+                    log.info("it %d/%d: seed %.4f expand %.4f constrain %.4f total %.4f lr %.2e", it,
+                             st.iterations, *mean, lr)  # fmt: skip
+            else:
                 log.warning("iteration %d: no readable image in a batch, no step", it)
-                t = time.perf_counter()
-                continue
-            loss, crf_s = sec_losses(net(batch["x"].to(device)), batch, pool, decays, weights, st.crf_iterations)
-            t1 = sync(device)
-            opt.zero_grad(set_to_none=True)
-            loss["total"].backward()
-            opt.step()
-            t = sync(device)
-            spent["forward"], spent["crf"] = spent["forward"] + t1 - t0 - crf_s, spent["crf"] + crf_s
-            spent["backward"] += t - t1
-            values = dist.all_reduce_sum([loss[k].item() for k in LOSSES])  # the whole batch, all ranks
-            history.append({"iteration": it, "lr": lr, **{k: v / dist.world_size() for k, v in zip(LOSSES, values)}})
-            if it % st.log_every == 0 or it == st.iterations:
-                log.info("it %d/%d: seed %.4f expand %.4f constrain %.4f total %.4f lr %.2e", it,
-                         st.iterations, *(history[-1][k] for k in LOSSES), lr)  # fmt: skip
             if it % st.checkpoint_every == 0 or it == st.iterations:
                 if dist.is_main():
                     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it}
-                    io.save_checkpoint(out / "last.pt", {**state, "history": history,
-                                                         "rng": torch.get_rng_state(), **meta})  # fmt: skip
+                    io.save_checkpoint(out / "last.pt", {**state, "history": history, **meta,
+                                                         "rng": torch.get_rng_state()})  # fmt: skip
                 dist.barrier()
+            t = time.perf_counter()
     ran = it - start
     windows = loss_windows(history, st.log_every)
     per_it = {key: v / ran for key, v in spent.items()} if ran else {}
@@ -120,6 +122,6 @@ def run(cfg: DictConfig) -> dict:
         common.write_metrics(out, metrics)
         common.write_manifest(out, cfg, started, done=ran, iterations=it, seconds_per_iteration=per_it)
     dist.barrier()
-    log.info("sec: %d iterations, last losses %s -> %s", it,
-             {k: round(v, 4) for k, v in (windows[-1] if windows else {}).items()}, out / "final.pt")  # fmt: skip
+    last = {k: round(v, 4) for k, v in (windows[-1] if windows else {}).items()}
+    log.info("sec: %d iterations, last losses %s -> %s", it, last, out / "final.pt")
     return metrics

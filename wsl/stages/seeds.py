@@ -13,7 +13,8 @@ of :func:`wsl.segmentation.seed_job`:
 
 Complete PNGs are skipped on a re-run; under torchrun images are sharded over ranks; seed rules (CRFs for
 ``irn``) run in a process pool of ``crf_processes``. ``metrics.json`` holds ``coverage`` (labelled seed
-pixels / all pixels) and, where the split has masks, the ``seeds`` scores (:func:`wsl.evaluation.score_seeds`).
+pixels / all pixels) and, where the split has masks, the ``seeds`` scores
+(:func:`wsl.evaluation.score_seeds`).
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ def run(cfg: DictConfig) -> dict:
     )
     done = failed = 0
     chunk = 4 * max(1, st.crf_processes)
-    with CRFPool(st.crf_processes if todo else 0) as pool, track(None, f"seeds {cfg.cam.name} {split}",
-                                                                 total=len(todo)) as bar:  # fmt: skip
+    with (
+        CRFPool(st.crf_processes if todo else 0) as pool,
+        track(None, f"seeds {cfg.cam.name} {split}", total=len(todo)) as bar,
+    ):
         for start in range(0, len(todo), chunk):
             jobs, ids = [], []
             for i in todo[start : start + chunk]:
@@ -92,8 +95,14 @@ def run(cfg: DictConfig) -> dict:
                 done += 1
             bar.update(len(todo[start : start + chunk]))
     done, skipped, failed = (int(v) for v in dist.all_reduce_sum([done, skipped, failed]))
-    metrics: dict[str, Any] = {"split": split, "images": done + skipped, "done": done, "skipped": skipped,
-                               "failed": failed, "rule": rule}  # fmt: skip
+    metrics: dict[str, Any] = {
+        "split": split,
+        "images": done + skipped,
+        "done": done,
+        "skipped": skipped,
+        "failed": failed,
+        "rule": rule,
+    }
     gt = common.dataset_with_masks(cfg, split)
     if gt is not None:
         scores = score_seeds(gt, out, mine, dist.merge_all)
@@ -105,8 +114,18 @@ def run(cfg: DictConfig) -> dict:
     common.write_metrics(out, metrics)
     common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed)
     seed = metrics.get("seeds") or {}
-    log.info("seeds %s/%s: %d written, %d skipped, %d failed; %.1f %% of the pixels labelled%s -> %s",
-             cfg.cam.name, split, done, skipped, failed, 100 * (metrics["coverage"] or 0),
-             f", mean precision {100 * (seed['mean_precision'] or 0):.1f} %, labelled-pixel mIoU "
-             f"{100 * (seed['miou'] or 0):.1f} %" if seed else "", out)  # fmt: skip
+    log.info(
+        "seeds %s/%s: %d written, %d skipped, %d failed; %.1f %% of the pixels labelled%s -> %s",
+        cfg.cam.name,
+        split,
+        done,
+        skipped,
+        failed,
+        100 * (metrics["coverage"] or 0),
+        f", mean precision {100 * (seed['mean_precision'] or 0):.1f} %, labelled-pixel mIoU "
+        f"{100 * (seed['miou'] or 0):.1f} %"
+        if seed
+        else "",
+        out,
+    )
     return metrics

@@ -10,18 +10,15 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from wsl import dist, io
 from wsl.data.transforms import EvalTransform, TrainTransform
 from wsl.errors import UserError
 from wsl.models import fit_state_dict
-from wsl.models.training import (LabelledImages, collate, evaluate_classifier, multilabel_loss, warmup_cosine,
-                                 worker_init)  # fmt: skip
-from wsl.progress import track
+from wsl.models.training import LabelledImages, evaluate_classifier, make_loaders, train_epoch, warmup_cosine
 from wsl.stages import common
 from wsl.viz import plot_curves
 
@@ -49,12 +46,9 @@ def run(cfg: DictConfig) -> dict:
     train_set = LabelledImages(train_ds, augment)
     val_set = LabelledImages(val_ds, EvalTransform(st.input_size, mean, std))
     sampler = DistributedSampler(train_set, seed=cfg.seed) if dist.is_initialized() else None
-    kw = dict(num_workers=cfg.num_workers, collate_fn=collate, pin_memory=device.type == "cuda",
-              persistent_workers=cfg.num_workers > 0)  # fmt: skip
-    train_loader = DataLoader(train_set, batch_size=st.batch_size, shuffle=sampler is None, sampler=sampler,
-                              drop_last=True, worker_init_fn=worker_init, **kw)  # fmt: skip
-    val_loader = DataLoader(val_set, batch_size=st.batch_size, shuffle=False, **kw)
-
+    train_loader, val_loader = make_loaders(
+        train_set, val_set, st.batch_size, cfg.num_workers, sampler, device.type == "cuda"
+    )
     model = common.build(cfg.model.build, f"model={cfg.model.name}").to(device)
     if cfg.model.get("checkpoint"):
         path = cfg.model.checkpoint
@@ -62,8 +56,7 @@ def run(cfg: DictConfig) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
     steps = st.epochs * len(train_loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, min(st.warmup_steps, steps // 4)))
-    history: list[dict] = []
-    start_epoch, best = 0, {"map": -1.0}
+    start_epoch, best, history = 0, {"map": -1.0}, []
     if state is not None:
         try:
             model.load_state_dict(state["model"])
@@ -81,31 +74,19 @@ def run(cfg: DictConfig) -> dict:
     for epoch in range(start_epoch, st.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        net.train()
-        losses = []
-        for batch in track(train_loader, f"train {epoch + 1}/{st.epochs}", unit="batch"):
-            if batch is None:
-                continue
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            loss = multilabel_loss(net(x), y, st.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        metrics = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")}
+        loss = train_epoch(net, train_loader, opt, sched, st.loss, device, f"train {epoch + 1}/{st.epochs}")
         if dist.is_main():
-            metrics.update(evaluate_classifier(model, val_loader, device))
+            metrics = {"epoch": epoch + 1, "loss": loss, **evaluate_classifier(model, val_loader, device)}
             log.info("epoch %d/%d: loss %.4f, val mAP %.4f, F1 macro %.4f", epoch + 1, st.epochs,
                      metrics["loss"], metrics["map"], metrics["f1_macro"])  # fmt: skip
             history.append(metrics)
+            weights = {"model": model.state_dict(), "epoch": epoch + 1}
             if metrics["map"] > best["map"]:
                 best = dict(metrics)
-                io.save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch + 1,
-                                               "arch": cfg.model.name, "num_classes": cfg.dataset.num_classes})  # fmt: skip
-            io.save_checkpoint(last_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                           "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
-                                           "history": history})  # fmt: skip
+                io.save_checkpoint(best_path, {**weights, "arch": cfg.model.name,
+                                               "num_classes": cfg.dataset.num_classes})  # fmt: skip
+            resume = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best": best}
+            io.save_checkpoint(last_path, {**weights, **resume, "history": history})
         dist.barrier()
 
     result = {

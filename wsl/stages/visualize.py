@@ -89,14 +89,36 @@ def run(cfg: DictConfig) -> dict:
     for i, classes, probs in failures:
         image = ds.load_image(i)
         maps = class_maps(model, method, target, to_tensor(image, mean, std)[None].to(device), classes)
-        tiles, titles = failure_tiles(image, gt_boxes(ds, i), labels[i], classes, probs, maps, ds.class_names,
-                                      threshold, st.alpha, f"{ds.ids[i]} ({method})")  # fmt: skip
+        tiles, titles = failure_tiles(
+            image,
+            gt_boxes(ds, i),
+            labels[i],
+            classes,
+            probs,
+            maps,
+            ds.class_names,
+            threshold,
+            st.alpha,
+            f"{ds.ids[i]} ({method})",
+        )
         written.append(_save(out / "failures" / f"{ds.ids[i]}.png", tiles, titles, len(tiles)))
-    common.write_manifest(out, cfg, started, done=len(written), methods=methods, layers=layers or [],
-                          images=[ds.ids[i] for i in chosen],
-                          failures=[ds.ids[i] for i, _, _ in failures])  # fmt: skip
-    log.info("visualize: %d pictures of %d images (+ %d misclassified) -> %s", len(written), len(chosen),
-             len(failures), out)  # fmt: skip
+    common.write_manifest(
+        out,
+        cfg,
+        started,
+        done=len(written),
+        methods=methods,
+        layers=layers or [],
+        images=[ds.ids[i] for i in chosen],
+        failures=[ds.ids[i] for i, _, _ in failures],
+    )
+    log.info(
+        "visualize: %d pictures of %d images (+ %d misclassified) -> %s",
+        len(written),
+        len(chosen),
+        len(failures),
+        out,
+    )
     return {
         "pictures": len(written),
         "images": len(chosen),
