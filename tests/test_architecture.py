@@ -108,3 +108,12 @@ def test_output_layout_has_one_owner():
         if pattern.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages explicitly (to map conf/ to wsl.conf): none may be forgotten."""
+    import tomllib
+
+    listed = set(tomllib.loads((WSL.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {n for n, p in MODULES.items() if p.name == "__init__.py"}
+    assert listed == on_disk | {"wsl.conf"}

@@ -14,8 +14,8 @@ from wsl.layout import RunLayout
 from wsl.run import REPO_ROOT
 
 
-def wsl_cli(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+def wsl_cli(args: list[str], cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "wsl.run", *args],
         cwd=cwd,
@@ -63,3 +63,25 @@ def test_bad_configuration_is_one_error_line(override, expected, tmp_path):
     r = wsl_cli([*override.split(), f"paths.output_root={tmp_path}"], cwd=tmp_path)
     out = (r.stdout + r.stderr).strip()
     assert r.returncode == 2 and expected in out and len(out.splitlines()) == 1, out
+
+
+def test_help_prints_the_stage_table(tmp_path):
+    from wsl.stages import STAGES, WRITES
+
+    r = wsl_cli(["--help"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    for name in STAGES:  # one row per stage: its name, then what it reads and writes
+        row = next(line for line in lines if line.startswith(f"{name} "))
+        assert WRITES[name][0] in row, row
+
+
+def test_pretrained_weights_offline_is_one_line_naming_the_key(tmp_path):
+    """model.pretrained=true with no cached file and no network: one line with the key and the file."""
+    offline = {"TORCH_HOME": str(tmp_path / "hub"), "https_proxy": "http://127.0.0.1:9",
+               "HTTPS_PROXY": "http://127.0.0.1:9"}  # fmt: skip
+    args = ["stage=train", "model=resnet18", "model.pretrained=true", f"paths.output_root={tmp_path}"]
+    r = wsl_cli(args, cwd=tmp_path, env=offline)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert "model.pretrained=false" in out and str(tmp_path / "hub") in out

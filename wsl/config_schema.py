@@ -115,6 +115,7 @@ class ConfigSchema:
     seed: int
     device: str  # checked in validate_config: auto, cpu, mps, cuda or cuda:<n>
     num_workers: int = _nonneg()
+    threads: int | None = _count()
 
 
 @dataclass
@@ -135,6 +136,8 @@ class DatasetSchema:
     std: list[float] = _positive()
     prepare: dict[str, Any] | None  # a _target_ node, or null
     loader: dict[str, Any]  # a _target_ node
+    min_side: int = _count()  # pixels: smaller images are bad items
+    max_side: int | None = _r(16)  # pixels: longer images are downscaled for the model (memory guard)
 
 
 @dataclass
@@ -186,6 +189,7 @@ class TrainStage:
     warmup_steps: int = _nonneg()
     loss: Loss
     overwrite: bool
+    max_failed: float = _fraction()
 
 
 @dataclass
@@ -203,6 +207,7 @@ class CamsStage:
     limit: int | None = _count()
     overwrite: bool
     miou_threshold: float = _fraction()
+    max_failed: float = _fraction()
 
 
 @dataclass
@@ -212,6 +217,7 @@ class BoxesStage:
     threshold_method: ThresholdMethod
     threshold: float  # relative: [0, 1]; percentile: [0, 100] (validate_config)
     box_mode: BoxMode
+    max_failed: float = _fraction()
 
 
 @dataclass
@@ -227,6 +233,7 @@ class EvalStage:
     sweep_start: float = _fraction()
     sweep_stop: float = _fraction()
     sweep_step: float = _step()
+    max_failed: float = _fraction()
 
 
 @dataclass
@@ -244,6 +251,7 @@ class SeedsStage:
     crf_processes: int = _nonneg()
     limit: int | None = _count()
     overwrite: bool
+    max_failed: float = _fraction()
 
 
 @dataclass
@@ -294,6 +302,7 @@ class LabelsStage:
     list_label_prefix: str
     limit: int | None = _count()
     overwrite: bool
+    max_failed: float = _fraction()
 
 
 @dataclass
@@ -342,6 +351,14 @@ class VisualizeStage:
     alpha: float = _fraction()
 
 
+@dataclass
+class ExplainStage:
+    name: str
+    image: str  # an image file or a folder of images (mandatory: ???)
+    top_k: int = _count()
+    alpha: float = _fraction()
+
+
 STAGE_SCHEMAS: dict[str, type] = {
     "train": TrainStage,
     "cams": CamsStage,
@@ -352,6 +369,7 @@ STAGE_SCHEMAS: dict[str, type] = {
     "labels": LabelsStage,
     "benchmark": BenchmarkStage,
     "visualize": VisualizeStage,
+    "explain": ExplainStage,
 }
 GROUP_SCHEMAS: dict[str, type] = {
     "paths": PathsSchema,
@@ -363,9 +381,14 @@ GROUP_SCHEMAS: dict[str, type] = {
 
 
 def register_resolvers() -> None:
-    """``${wsl_repo_root:}`` gives the repository root, so default paths never depend on the cwd."""
+    """``${wsl_repo_root:}``: the checkout's root (default paths never depend on the cwd);
+    ``${wsl_stage_table:}``: the stage table that ``--help`` prints."""
     if not OmegaConf.has_resolver("wsl_repo_root"):
         OmegaConf.register_new_resolver("wsl_repo_root", lambda: str(REPO_ROOT))
+    if not OmegaConf.has_resolver("wsl_stage_table"):  # --help's table of the stages
+        from wsl.stages import stage_table
+
+        OmegaConf.register_new_resolver("wsl_stage_table", stage_table)
 
 
 def register_schemas() -> None:

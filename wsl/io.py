@@ -1,29 +1,48 @@
 """Every file format wsl reads or writes, in one place.
 
 All writers are atomic: they write to a temporary file in the destination folder and ``os.replace`` it,
-so an interrupted run never leaves a half-written file behind and a re-run can trust any file it finds.
-Nothing here unpickles: arrays are ``.npz`` read with ``allow_pickle=False``, checkpoints are read with
-``torch.load(..., weights_only=True)``.
+so an interrupted run never leaves a half-written file behind and a re-run can trust any file it finds;
+files get the mode an ordinary ``open()`` would give them (0644 under the usual umask 022). Nothing here
+unpickles: arrays are ``.npz`` read with ``allow_pickle=False``, checkpoints are read with
+``torch.load(..., weights_only=True)``. Readers of stored files check what they read (:func:`check_cams`):
+a damaged file is a :class:`wsl.errors.BadItem` naming it, never a wrong result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
 import io
 import json
 import os
+import signal
 import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
+
+from wsl.errors import BadItem, UserError
 
 # ---------------------------------------------------------------------------------------------- atomic
+
+
+def _read_umask() -> int:
+    """The process's umask. ``os.umask`` can only be read by setting it: done once, at import."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; an atomic write must leave what open() would (0666 & ~umask), so that the
+# other users of a shared results folder can read them.
+FILE_MODE = 0o666 & ~_read_umask()
 
 
 @contextlib.contextmanager
@@ -40,12 +59,31 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     )
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fault_point(path)
+
+
+_writes: dict[str, int] = {}
+
+
+def _fault_point(path: Path) -> None:
+    """Fault injection for the interruption tests: with ``WSL_KILL_AFTER=<glob>:<n>`` the process kills
+    itself (SIGKILL, nothing cleaned up) right after its n-th completed write of a file whose name matches
+    ``<glob>``, e.g. ``last.pt:2``. Unset (always, outside tests), this is one dictionary lookup."""
+    spec = os.environ.get("WSL_KILL_AFTER")
+    if not spec:
+        return
+    pattern, _, n = spec.rpartition(":")
+    if fnmatch.fnmatch(path.name, pattern):
+        _writes[pattern] = _writes.get(pattern, 0) + 1
+        if _writes[pattern] == int(n):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -110,24 +148,75 @@ def save_cams(
     write_bytes(path, buf.getvalue())
 
 
-def load_cams(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a file written by :func:`save_cams`; maps come back as float32."""
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in CAM_KEYS if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} is not a wsl CAM file: missing arrays {missing}")
-        out = {k: z[k] for k in CAM_KEYS}
+def load_cams(path: str | os.PathLike, num_classes: int | None = None) -> dict[str, np.ndarray]:
+    """Read a file written by :func:`save_cams`, checked by :func:`check_cams`; maps come back as float32.
+
+    Raises :class:`wsl.errors.BadItem` naming the file and what is wrong with it.
+    """
+    out = check_cams(path, num_classes)
     out["maps"] = out["maps"].astype(np.float32)
     return out
 
 
-def is_complete_npz(path: str | os.PathLike, keys: tuple[str, ...] = CAM_KEYS) -> bool:
-    """True when ``path`` exists and holds every named array (what a resumed run trusts)."""
+def check_cams(path: str | os.PathLike, num_classes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a CAM file after checking that they are what :func:`save_cams` writes.
+
+    Checked: the file is a readable ``.npz`` (not truncated) holding every array of ``CAM_KEYS``;
+    ``classes`` (K,) are distinct indices into ``logits`` (C,) (``C == num_classes`` when given);
+    ``maps`` are (K, h, w) with as many maps as classes; ``image_size`` is a positive (H, W) and the maps
+    cover it with one stride on both axes (``h / H ~ w / W``, ``h <= H``: stage=cams stores
+    ``ceil(H' / stride)`` of the image, downscaled to ``H'`` by ``dataset.max_side``); maps and logits are
+    finite. Raises :class:`wsl.errors.BadItem` with the first problem found.
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
-            return all(k in z.files for k in keys)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            missing = [k for k in CAM_KEYS if k not in z.files]
+            if missing:
+                raise BadItem(f"{path}: not a complete CAM file, arrays {missing} are missing")
+            rec = {k: z[k] for k in CAM_KEYS}
+    except BadItem:
+        raise
+    except FileNotFoundError:
+        raise BadItem(f"{path}: no such CAM file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise BadItem(f"{path}: unreadable CAM file (truncated or not an .npz: {e})") from None
+    problem = _cams_problem(rec, num_classes)
+    if problem:
+        raise BadItem(f"{path}: {problem}")
+    return rec
+
+
+def _cams_problem(rec: dict[str, np.ndarray], num_classes: int | None) -> str | None:
+    """What is wrong with the arrays of a CAM file, or None (see :func:`check_cams`)."""
+    classes, maps, logits, size = rec["classes"], rec["maps"], rec["logits"], rec["image_size"]
+    if size.shape != (2,) or not np.issubdtype(size.dtype, np.integer) or (size <= 0).any():
+        return f"image_size must be a positive (H, W), got {size.tolist()}"
+    if logits.ndim != 1 or (num_classes is not None and logits.shape[0] != num_classes):
+        return f"logits have shape {logits.shape}, expected ({num_classes if num_classes else 'C'},)"
+    if classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer):
+        return f"classes must be a 1-d integer array, got {classes.dtype} {classes.shape}"
+    if ((classes < 0) | (classes >= logits.shape[0])).any() or len(set(classes.tolist())) != len(classes):
+        return f"classes {classes.tolist()} are not distinct indices below {logits.shape[0]}"
+    if maps.ndim != 3 or maps.shape[0] != classes.shape[0]:
+        return f"{maps.shape[0] if maps.ndim == 3 else '?'} maps {maps.shape} for {len(classes)} classes"
+    (h, w), (H, W) = maps.shape[1:], (int(size[0]), int(size[1]))
+    # stage=cams stores ceil(round(H * f) / s) rows for a downscale f <= 1 and stride s: h / H and w / W
+    # differ by less than 2 / H + 2 / W (rounding), whatever f and s are.
+    if h < 1 or w < 1 or h > H or w > W or abs(h / H - w / W) > 2 / H + 2 / W:
+        return f"maps of {h}x{w} do not fit an image of {H}x{W}"
+    if not (np.isfinite(maps).all() and np.isfinite(logits).all()):
+        return "non-finite values (NaN or inf) in maps or logits"
+    return None
+
+
+def is_complete_npz(path: str | os.PathLike, num_classes: int | None = None) -> bool:
+    """True when ``path`` is a CAM file that passes :func:`check_cams` (what a resumed run trusts: a
+    damaged file is never counted as done, so the stage that makes it makes it again)."""
+    try:
+        check_cams(path, num_classes)
+    except BadItem:
         return False
+    return True
 
 
 # --------------------------------------------------------------------------------------- label PNGs
@@ -176,11 +265,66 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- images
 
 
+# EXIF orientations that swap width and height (transpose, rotate 90 / 270, transverse).
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as RGB uint8 (H, W, 3). Truncated or unreadable files raise ``OSError``."""
+    """Read an image as viewers show it: RGB uint8 (H, W, 3), (H, W) those of the displayed image.
+
+    - EXIF orientation applied (``ImageOps.exif_transpose``): a phone photo stored sideways with
+      Orientation=6 comes back upright, as every viewer shows it.
+    - More than 8 bits per channel is scaled to 8 bits, never clipped: 16-bit grayscale (``I;16``, or
+      ``I`` holding 16-bit PNG data) is ``round(v * 255 / 65535)``; 32-bit float (``F``) is taken as
+      [0, 1]. (Pillow already reduces 16-bit RGB(A) PNGs to their high byte.)
+    - Transparency is composited on black: ``rgb * alpha / 255``, so what a viewer shows as see-through
+      never feeds the model hidden colours (palette transparency included).
+    - Grayscale, bilevel, palette, CMYK, YCbCr and LAB are converted to RGB.
+
+    Truncated or unreadable files raise ``OSError`` (or ``SyntaxError`` / ``ValueError`` /
+    ``Image.DecompressionBombError`` from Pillow; :func:`wsl.data.base.read_image_checked` makes them one
+    :class:`wsl.errors.BadItem`).
+    """
     with Image.open(path) as img:
         img.load()
-        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+        if _orientation(img) != 1:
+            ImageOps.exif_transpose(img, in_place=True)
+        return _rgb8(img)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1..8), 1 when absent or when the EXIF block is broken (viewers ignore it)."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - Pillow raises several types on a malformed EXIF block
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def _rgb8(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> RGB uint8 (H, W, 3) as :func:`read_image` documents."""
+    if img.mode.startswith("I") or img.mode == "F":
+        a = np.asarray(img)
+        if img.mode == "F":
+            a8 = np.rint(np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255.0)
+        else:  # I;16*, or I (32-bit signed) as Pillow reads 16-bit PNGs: the PNG's range is 0..65535
+            a8 = (np.clip(a.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
+        return np.repeat(a8.astype(np.uint8)[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint16)
+        rgb = (rgba[..., :3] * rgba[..., 3:] + 127) // 255  # composited on black, rounded
+        return rgb.astype(np.uint8)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.array(img, dtype=np.uint8)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of the image :func:`read_image` returns, from the header only (no decoding): the stored size,
+    swapped when the EXIF orientation turns the image by 90 degrees. Unreadable headers raise ``OSError``."""
+    with Image.open(path) as img:
+        (w, h), orientation = img.size, _orientation(img)
+    return (w, h) if orientation in _SWAPS_AXES else (h, w)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
@@ -289,17 +433,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | Any = "cpu") ->
     A file that is not a torch checkpoint, or a pickle that would run code, raises
     :class:`wsl.errors.UserError` naming the file.
     """
-    import pickle
-
     import torch
-
-    from wsl.errors import UserError
 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    except OSError as e:  # a folder, no permission
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever torch.load raises on bytes it cannot parse: a text
+        # file gives IndexError, a pickle of a class UnpicklingError, a damaged zip RuntimeError/BadZipFile
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
             f"{path} is not a checkpoint wsl can load safely (weights_only=True): {why[:200]}"
@@ -334,8 +477,6 @@ def imagenet_state_dict(url: str, what: str, key: str = "model.pretrained") -> d
     from urllib.parse import urlparse
 
     import torch
-
-    from wsl.errors import UserError
 
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     if path.is_file():

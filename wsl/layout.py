@@ -3,7 +3,8 @@
     <run>/train/{last,best}.pt            <run>/cams/<cam>/<split>/<id>.npz
     <run>/boxes/<cam>/<split>/boxes.json  <run>/seeds/<cam>/<split>/<id>.png
     <run>/sec/<cam>/{last,final}.pt       <run>/labels/<cam>/<split>/<id>.png, <split>.txt
-    <run>/eval/<cam>/<split>/<task>/      <run>/benchmark/    <run>/visualize/<split>/    <run>/logs/
+    <run>/eval/<cam>/<split>/<task>/      <run>/benchmark/    <run>/visualize/<split>/
+    <run>/explain/<stem>.png              <run>/logs/
 
 Folders are deterministic (no timestamps), so a stage finds what the stages before it wrote, and a run made
 by an earlier version of wsl is read by a later one. Nothing here reads a configuration: a notebook makes a
@@ -77,6 +78,9 @@ class RunLayout:
 
     def visualize(self, split: str) -> Path:
         return self.root / "visualize" / split
+
+    def explain(self) -> Path:
+        return self.root / "explain"
 
     def logs(self, stage: str) -> Path:
         return self.root / "logs" / stage

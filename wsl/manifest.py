@@ -8,7 +8,7 @@ import time
 from importlib import metadata
 from typing import Any
 
-from wsl import REPO_ROOT
+from wsl import CHECKOUT
 
 PACKAGES = ("wsl", "torch", "torchvision", "numpy", "hydra-core", "opencv-python-headless", "pycocotools")
 
@@ -24,10 +24,13 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit (None for an installed wheel or without git)."""
+    if CHECKOUT is None:
+        return None
     try:
         res = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
+            cwd=CHECKOUT,
             capture_output=True,
             text=True,
             timeout=5,

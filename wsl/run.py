@@ -43,8 +43,24 @@ def run_stage(cfg: DictConfig) -> dict:
     name = cfg.stage.name
     if name not in STAGES:
         raise UserError(f"stage={name}: unknown stage; allowed: {', '.join(sorted(STAGES))}")
+    set_threads(cfg)
     ensure_inputs(cfg)
     return load_stage(name).run(cfg)
+
+
+def set_threads(cfg: DictConfig) -> None:
+    """torch's intra-op threads: ``threads``, or the cores this process may use minus its DataLoader
+    workers (:func:`wsl.threads.default_threads`); says what it chose."""
+    import torch
+
+    from wsl.threads import available_cores, default_threads
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    threads = cfg.get("threads") or default_threads(cfg.num_workers, per_node)
+    torch.set_num_threads(threads)
+    log.info("torch uses %d CPU thread(s): %s", threads, "threads=" if cfg.get("threads") else
+             f"{available_cores()} core(s) available, {per_node} process(es) on this node, "
+             f"{cfg.num_workers} DataLoader worker(s); set threads= to change it")  # fmt: skip
 
 
 def ensure_inputs(cfg: DictConfig) -> None:
@@ -66,13 +82,26 @@ def ensure_inputs(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    if dist.rank() > 0:  # under torchrun rank 0 reports; the others speak only to warn
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         run_stage(cfg)
     except UserError as e:
         log.error("%s", e)
         sys.exit(2)
+    except OSError as e:  # a read-only or full output folder, a path that is a file...: the user's to fix
+        log.error("%s", os_error_line(e))
+        sys.exit(2)
     finally:
         dist.destroy()
+
+
+def os_error_line(e: OSError) -> str:
+    """An operating-system error (permissions, disk full, read-only file system) as one line."""
+    if e.strerror is None:  # raised with a message of its own (wsl.errors.BadItem, ...)
+        return " ".join(str(e).split())
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror}{where} ([Errno {e.errno}] check the path, its permissions and the free space)"
 
 
 def main() -> None:
@@ -91,6 +120,9 @@ def main() -> None:
         _hydra_main()
     except (ConfigCompositionException, OverrideParseException) as e:
         print(composition_error_line(e), file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # Hydra could not create the run's log folder (read-only output root, ...)
+        print(os_error_line(e), file=sys.stderr)
         sys.exit(2)
 
 

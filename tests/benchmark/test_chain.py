@@ -43,6 +43,24 @@ def test_chain_makes_then_reuses_what_is_on_disk(toy, tmp_path):
     assert isinstance(res.localization, LocalizationResult) and isinstance(res.segmentation, CamMaskResult)
     assert res.localization.images == 3 and res.localization.missing == len(ds) - 3
     assert res.segmentation.images == 3 and 0.0 <= res.segmentation.miou <= 1.0
+    # bootstrap intervals over the 3 images, from per-image counts that give back the evaluators' values
+    keys = (
+        "gt_known_loc",
+        "top1_loc_err",
+        "corloc",
+        "pointing_game",
+        "maxboxacc_v2",
+        "pxap",
+        "miou",
+        "miou_tuned",
+    )
+    assert {f"{k}_{end}" for k in keys for end in ("low", "high")} == set(res.intervals)
+    assert res.intervals["miou_low"] <= res.segmentation.miou <= res.intervals["miou_high"]
+    assert (
+        res.intervals["maxboxacc_v2_low"]
+        <= res.localization.max_box_acc_v2
+        <= res.intervals["maxboxacc_v2_high"]
+    )
     assert written == [("cams", lay.cams("gradcam", "val")), ("boxes", lay.boxes("gradcam", "val")),
                        ("eval/localization", lay.eval("gradcam", "val", "localization")),
                        ("eval/segmentation", lay.eval("gradcam", "val", "segmentation"))]  # fmt: skip

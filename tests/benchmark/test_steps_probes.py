@@ -21,6 +21,7 @@ from wsl.benchmark import (
     pick_images,
     resolve_methods,
     run_steps,
+    sanity,
 )
 from wsl.errors import UserError
 
@@ -144,3 +145,26 @@ def test_probes_skip_empty_subsets_and_record_failures():
     assert set(out) == {"images_per_s", "ms_per_map", "peak_mb"} and status == {}
     assert probes.measure("no-such-method", None, status) == {} and status["cost"].startswith("failed: ")
     assert "cost on 1 images" in probes.notes()
+
+
+def test_probes_give_intervals_and_find_identical_maps(tmp_path):
+    net = _pooled_net()
+    items = [Item(f"im{k}", torch.randn(1, 3, 16, 16), [0, 2]) for k in range(4)]
+    rng = np.random.default_rng(0)
+    maps = {it.id: rng.random((3, 4, 4)) for it in items}
+    for folder, change in (("a", 0.0), ("b", 1e-4), ("c", 0.3)):  # b: a up to float16 rounding
+        for it in items:
+            stored = maps[it.id] + change * rng.random((3, 4, 4))
+            io.save_cams(
+                tmp_path / folder / f"{it.id}.npz", np.array([0, 1, 2]), stored, np.zeros(3), (16, 16)
+            )
+    out = faithfulness(net, items, tmp_path / "a", steps=4)
+    for key in ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"):
+        assert out[f"{key}_low"] <= out[key] <= out[f"{key}_high"], key
+    sane = sanity(net, "gradcam", "0", items[:3], ["4"], 0.5, seed=0)
+    assert sane["sanity_spearman_low"] <= sane["sanity_spearman"] <= sane["sanity_spearman_high"]
+    probes = Probes(net, torch.device("cpu"), "0", ["4"], faith=items, steps=4)
+    for m in ("a", "b", "c"):
+        status: dict[str, str] = {}
+        assert "deletion_auc_low" in probes.measure(m, tmp_path / m, status) and status == {}
+    assert probes.identical_maps() == {"groups": [["a", "b"]], "maps": 8, "tolerance": 2e-3}

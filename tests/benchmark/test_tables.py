@@ -10,7 +10,22 @@ import math
 import numpy as np
 import pytest
 
-from wsl.benchmark import BY_KEY, COLUMNS, best, csv_text, markdown, quality_row, report_html, summary, table
+from wsl.benchmark import (
+    BY_KEY,
+    COLUMNS,
+    best,
+    cell_scores,
+    csv_text,
+    findings,
+    gallery_table,
+    identical,
+    markdown,
+    quality_row,
+    report_html,
+    style,
+    summary,
+    table,
+)
 from wsl.benchmark.rows import failed_methods, json_safe
 from wsl.evaluation import CamMaskResult, LocalizationProtocol, LocalizationResult
 
@@ -130,3 +145,78 @@ def test_json_safe_is_strict_json():
 @pytest.mark.parametrize("value", [None, "x", math.nan, math.inf, True])
 def test_quality_values_that_are_not_numbers_are_na(value):
     assert quality_row(localization_result(pxap=value))["pxap"] is None
+
+
+def test_best_is_marked_only_where_it_means_something():
+    peak = BY_KEY["peak_mb"]
+    ten = {
+        f"m{k}": {"peak_mb": 0.1 + k * 1e-3, "pointing_game": 0.968, "gt_known_loc": 0.5} for k in range(10)
+    }
+    ten["m9"] |= {"peak_mb": 160.0, "pointing_game": 0.9, "gt_known_loc": 0.7}
+    assert best(ten, peak) == set()  # 0.1 MB for 9 of 10: shared by most methods, below the sampler
+    assert best(ten, BY_KEY["pointing_game"]) == set()  # the same 96.8 % for 9 of 10
+    assert best(ten, BY_KEY["gt_known_loc"]) == {"m9"}
+    close = {"a": {"peak_mb": 10.2}, "b": {"peak_mb": 10.6}, "c": {"peak_mb": 10.9}}
+    assert best(close, peak) == set()  # spread 0.7 MB < the documented 1 MB
+    assert best({"a": {"peak_mb": 10.2}, "b": {"peak_mb": 30.0}}, peak) == {"a"}
+    flagged = {"a": {"miou": 0.6, "flagged": True}, "b": {"miou": 0.5}, "c": {"miou": 0.4}}
+    assert best(flagged, BY_KEY["miou"]) == {"b"}  # never a method that fails the sanity check
+    assert best({"a": {"miou": 0.6, "flagged": True}}, BY_KEY["miou"]) == set()
+    assert BY_KEY["sanity_spearman"].better is None  # pass / fail: no best
+
+
+def test_intervals_are_shown_and_stored_apart():
+    row = quality_row(localization_result(), mask_result()) | {
+        "gt_known_loc_low": 0.58,
+        "gt_known_loc_high": 0.649,
+    }
+    row |= {"deletion_auc": 0.183, "deletion_auc_low": 0.171, "deletion_auc_high": 0.195}
+    rows = {"a": row, "b": quality_row(localization_result(gt_known_loc=0.5), mask_result())}
+    md = markdown(rows, {"title": "t", "notes": ""})
+    assert "| a | **61.5** [58.0, 64.9] |" in md and "**0.183** [0.171, 0.195]" in md
+    assert "bootstrap 95 % interval over the images (1000 resamples" in md
+    page = report_html(rows, {"title": "t", "subtitle": "s", "notes": ""}, [], [])
+    assert '61.5<br><span class="ci">[58.0, 64.9]</span></td>' in page and "no interval" in page
+    a = next(csv.DictReader(_io.StringIO(csv_text(rows))))
+    assert float(a["gt_known_loc_low"]) == 0.58 and a["pxap_low"] == "n/a" and "peak_mb_low" not in a
+    assert BY_KEY["gt_known_loc"].bounds(row) == (0.58, 0.649) and BY_KEY["pxap"].bounds(row) is None
+    assert not BY_KEY["ms_per_map"].interval and BY_KEY["sanity_spearman"].interval
+
+
+def test_identical_maps_and_scores_are_said_in_words():
+    base = quality_row(localization_result(), mask_result()) | {"deletion_auc": 0.2, "status": {}}
+    rows = {
+        "cam": base | {"ms_per_map": 3.0},
+        "gradcam": base | {"ms_per_map": 4.0, "deletion_auc": 0.2 + 1e-8},  # float rounding only
+        "eigencam": base | {"gt_known_loc": 0.3},
+    }
+    assert identical(rows) == [["cam", "gradcam"]]
+    lines = summary(rows)
+    assert any(
+        s.startswith("Identical scores: cam and gradcam (") and "the plots draw them once" in s for s in lines
+    )
+    maps = {"groups": [["cam", "gradcam"]], "maps": 34, "tolerance": 0.002}
+    said = findings(rows, {"identical_maps": maps})
+    assert any(s.startswith("Identical maps and scores: cam and gradcam (their 34 stored maps") for s in said)
+    assert not any(s.startswith("Identical scores") for s in said)
+    other = findings(rows, {"identical_maps": maps | {"groups": [["cam", "eigencam"]]}})
+    assert any(s.startswith("Identical maps: cam and eigencam") for s in other)
+
+
+def test_gallery_cells_show_every_class_with_its_scores():
+    scores = [{"box_iou": 0.72, "mask_iou": 0.55}, None, {"box_iou": 0.4, "mask_iou": None}]
+    cells = {"cam": {"src": "gallery/im__cam.png", "scores": scores}, "eigencam": None}
+    gallery = [{"id": "im", "classes": ["boat", "water", "star"], "image": "gallery/im.png", "cells": cells}]
+    page = gallery_table(gallery, ["cam", "eigencam"])
+    assert "<span>boat</span><span>water</span><span>star</span>" in page and "width:420px" in page
+    assert "box IoU 0.72<br>mask IoU 0.55" in page and "<span>no map</span>" in page
+    assert "<span>box IoU 0.40</span>" in page and '<td class="missing">no map</td>' in page
+    assert style("cam")["color"] in page
+    m = np.zeros((20, 30), np.float32)
+    m[5:10, 5:15] = 1.0
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10, 5:20] = 3  # class 2 (mask value = class + 1)
+    mask[0, :] = 255  # void: left out
+    s = cell_scores(m, np.array([[5, 5, 19, 9]]), mask, 2, 0.15)
+    assert s["box_iou"] == pytest.approx(50 / 75) and s["mask_iou"] == pytest.approx(50 / 75)
+    assert cell_scores(m, np.zeros((0, 4)), None, 2, 0.15) == {"box_iou": None, "mask_iou": None}

@@ -18,7 +18,8 @@ from wsl.data import WSLDataset
 from wsl.data.toy import TOY_CLASSES
 
 CONF = CONF_DIR / "dataset"
-KEYS = {"name", "num_classes", "class_names", "train_split", "val_split", "mean", "std", "prepare", "loader"}
+KEYS = {"name", "num_classes", "class_names", "train_split", "val_split", "mean", "std", "prepare", "loader",
+        "min_side", "max_side"}  # fmt: skip
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
 

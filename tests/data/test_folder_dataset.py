@@ -91,8 +91,9 @@ def test_bad_csv(folder_root: Path) -> None:
         FolderDataset(folder_root, "train")
     io.write_text(folder_root / "labels.csv", "id,labels\na,cat\nb,dog\n")
     io.write_text(folder_root / "boxes.csv", "id,class,x0,y0,x1,y1\na,cat,5,0,2,3\n")
-    with pytest.raises(ValueError, match="invalid box"):
-        FolderDataset(folder_root, "train", with_boxes=True)
+    ds = FolderDataset(folder_root, "train", with_boxes=True)  # an inverted box: its image is a bad item
+    with pytest.raises(OSError, match=r"boxes.csv:2: inverted box \[5, 0, 2, 3\]"):
+        ds.load_image(0)
 
 
 def test_corrupt_images(folder_root: Path) -> None:

@@ -210,9 +210,12 @@ def test_missing_corrupt_and_inconsistent_files_are_counted(
     with caplog.at_level("WARNING"):
         r = evaluate_localization(toy_ds, folder)
     assert (r.missing, r.failed) == (1, 3)
-    assert sum("cannot score" in m for m in caplog.messages) == 3
+    assert sum(m.startswith("skipping ") for m in caplog.messages) == 3  # one line per item, with its file
     rest = evaluate_localization(toy_ds, folder, indices=range(4, len(toy_ds)))
-    same_result(r, LocalizationResult(**{**rest.__dict__, "missing": 1, "failed": 3}))
+    assert sorted(r.failed_items) == sorted(ids[1:4])  # the reasons name each file
+    assert all(f"{i}.npz" in r.failed_items[i] for i in ids[1:4])
+    counts = {"missing": 1, "failed": 3, "failed_items": r.failed_items}
+    same_result(r, LocalizationResult(**{**rest.__dict__, **counts}))
 
     classes, maps = rec["classes"], rec["maps"]  # a labelled class without a map is a hard error
     io.save_cams(folder / f"{ids[2]}.npz", classes[1:], maps[1:], rec["logits"], (h, w))

@@ -14,15 +14,15 @@ from wsl import io
 from wsl.evaluation import (
     CamMaskEvaluator,
     LabelEvaluator,
-    LabelledFractionEvaluator,
+    SeedCoverageEvaluator,
     SeedEvaluator,
     SegmentationResult,
     evaluate_cam_masks,
     evaluate_segmentation,
-    labelled_fraction,
     save_segmentation,
     score_labels,
     score_seeds,
+    seed_coverage,
     sweep_thresholds,
 )
 from wsl.metrics import ConfusionAccumulator, ThresholdSweep
@@ -94,7 +94,7 @@ def test_seeds_and_labels_sections(tiny):
         for image_id, row in rows.items():
             io.write_label_png(tmp / sub / f"{image_id}.png", _rows(row))
     s = score_seeds(ds, tmp / "seeds")
-    assert s.coverage == pytest.approx(8 / 11) and s.labelled_fraction == pytest.approx(9 / 12)
+    assert s.coverage == pytest.approx(9 / 12)  # labelled seed pixels / all pixels
     assert s.precision == pytest.approx({"background": 1.0, "a": 0.8, "b": 1.0})
     assert s.mean_precision == pytest.approx((1 + 0.8 + 1) / 3)
     lab = score_labels(ds, tmp / "labels")
@@ -161,19 +161,19 @@ def test_toy_seeds_and_labels_from_ground_truth(toy_ds, tmp_path):
     s = score_seeds(toy_ds, _write_gt_labels(toy_ds, tmp_path / "seeds", False))
     void = sum(int((toy_ds.load_mask(i) == 255).sum()) for i in range(len(toy_ds)))
     total = sum(toy_ds.load_mask(i).size for i in range(len(toy_ds)))
-    assert s.coverage == 1.0 and s.miou == 1.0 and s.mean_precision == 1.0
-    assert s.labelled_fraction == pytest.approx((total - void) / total, abs=1e-15)
+    assert s.miou == 1.0 and s.mean_precision == 1.0
+    assert s.coverage == pytest.approx((total - void) / total, abs=1e-15)  # the GT's void pixels: no seed
     lab = score_labels(toy_ds, _write_gt_labels(toy_ds, tmp_path / "labels", True))
     assert lab.miou == 1.0 and (lab.images, lab.missing, lab.failed) == (len(toy_ds), 0, 0)
-    # Without ground truth: the labelled fraction alone, also merged from shards.
-    assert labelled_fraction(toy_ds, tmp_path / "seeds") == s.labelled_fraction
-    halves = [LabelledFractionEvaluator(toy_ds), LabelledFractionEvaluator(toy_ds)]
+    # Without ground truth: the coverage alone, also merged from shards.
+    assert seed_coverage(toy_ds, tmp_path / "seeds") == s.coverage
+    halves = [SeedCoverageEvaluator(toy_ds), SeedCoverageEvaluator(toy_ds)]
     for i in range(len(toy_ds)):
         halves[i % 2].update(i, io.read_label_png(tmp_path / "seeds" / f"{toy_ds.ids[i]}.png"))
     merged = pickle.loads(pickle.dumps(halves[0])).merge(halves[1]).compute()
-    assert (merged.labelled_fraction, merged.images) == (s.labelled_fraction, len(toy_ds))
+    assert (merged.coverage, merged.images) == (s.coverage, len(toy_ds))
     (tmp_path / "seeds" / f"{toy_ds.ids[0]}.png").unlink()
-    assert labelled_fraction(toy_ds, tmp_path / "seeds", indices=[0]) is None
+    assert seed_coverage(toy_ds, tmp_path / "seeds", indices=[0]) is None
 
 
 def test_merge_of_two_halves_equals_one_pass(toy_ds, write_gt_cams, tmp_path, same_result):
@@ -206,8 +206,8 @@ def test_merge_of_two_halves_equals_one_pass(toy_ds, write_gt_cams, tmp_path, sa
             path = folder / f"{toy_ds.ids[i]}{suffix}"
             try:
                 other.update(i, read(path)) if path.is_file() else other.add_missing()
-            except ValueError:  # seeds scored as label maps: 255 is an error
-                other.add_failed()
+            except ValueError as e:  # seeds scored as label maps: 255 is an error
+                other.add_failed(toy_ds.ids[i], f"{path}: {e}")
         return pickle.loads(pickle.dumps(acc)).merge(pickle.loads(pickle.dumps(other)))
 
     even = range(0, len(toy_ds), 2)
@@ -244,7 +244,7 @@ def test_missing_corrupt_and_inconsistent_files_are_counted(toy_ds, write_gt_cam
     with caplog.at_level("WARNING"):
         c = evaluate_cam_masks(toy_ds, cams)
     assert (c.images, c.missing, c.failed, c.missing_maps) == (len(ids) - 3, 1, 2, 1)
-    assert sum("cannot score" in m for m in caplog.messages) == 2
+    assert sum(m.startswith("skipping ") for m in caplog.messages) == 2  # one line per item, with its file
     assert any("no map for labelled classes" in m for m in caplog.messages)
 
     labels = _write_gt_labels(toy_ds, tmp_path / "labels", True)

@@ -171,9 +171,8 @@ def test_seed_scores_hand_case():
     gt = np.array([[0, 0, 1], [1, 1, 255]], dtype=np.uint8)
     seed = np.array([[0, 255, 1], [0, 255, 1]], dtype=np.uint8)
     s = seed_scores(gt, seed, 3)
-    # non-void GT pixels: 5; labelled among them: (0,0) (0,2) (1,0) -> coverage 3/5
-    assert s.coverage == pytest.approx(3 / 5)
-    assert s.labelled_fraction == pytest.approx(4 / 6)
+    # labelled seed pixels: 4 of 6 (the void GT pixel (1,2) counts: coverage needs no GT)
+    assert s.coverage == pytest.approx(4 / 6)
     # class 0 seeds: (0,0) right, (1,0) wrong -> 1/2; class 1: (0,2) right ((1,2) is void) -> 1
     np.testing.assert_allclose(s.precision[:2], [0.5, 1.0])
     assert np.isnan(s.precision[2])
@@ -188,7 +187,7 @@ def test_seed_scores_accumulate_over_images_and_reject_bad_seeds():
     acc.update(np.zeros((2, 2), np.uint8), np.array([[0, 255], [255, 255]], np.uint8))
     acc.update(np.ones((1, 2), np.uint8), np.array([[1, 1]], np.uint8))
     s = acc.compute()
-    assert s.coverage == pytest.approx(3 / 6)
+    assert s.coverage == pytest.approx(3 / 6)  # 1 + 2 labelled of 4 + 2 pixels
     assert s.miou == pytest.approx(1.0)
     with pytest.raises(ValueError):
         acc.update(np.zeros((1, 1), np.uint8), np.array([[7]], np.uint8))
@@ -209,7 +208,7 @@ def test_confusion_and_seed_merge_of_two_halves_equals_one_pass():
     np.testing.assert_array_equal(merged.conf, whole.conf)
     assert merged.compute().miou == whole.compute().miou
     got, ref = s_halves[0].merge(s_halves[1]).compute(), s_whole.compute()
-    for name in ("coverage", "labelled_fraction", "mean_precision", "miou"):
+    for name in ("coverage", "mean_precision", "miou"):
         assert getattr(got, name) == getattr(ref, name)
     np.testing.assert_array_equal(got.conf, ref.conf)
     np.testing.assert_array_equal(got.precision, ref.precision)

@@ -92,6 +92,21 @@ def test_benchmark_on_toy_data(trained, compose_at):
         loc = io.read_json(RunLayout.metrics(lay.eval(m, "val", "localization")))
         assert loc["gt_known_loc"] == results["rows"][m]["gt_known_loc"]
         assert io.read_json(RunLayout.manifest(lay.eval(m, "val", "segmentation")))["stage"] == "eval"
+    for m in FAST:  # bootstrap intervals over images, stored apart (fractions), shown in the tables
+        r = results["rows"][m]
+        for key in ("gt_known_loc", "maxboxacc_v2", "miou_tuned", "deletion_auc", "average_drop"):
+            assert r[f"{key}_low"] <= r[key] <= r[f"{key}_high"], (m, key)
+        assert float(rows[FAST.index(m)]["miou_low"]) == pytest.approx(r["miou_low"], abs=1e-6)
+    assert re.search(r"\| cam \| (\*\*)?\d+\.\d(\*\*)? \[\d+\.\d, \d+\.\d\] \|", md)
+    # a GAP + linear head: CAM and Grad-CAM give the same maps, and the report says so
+    assert ["cam", "gradcam"] in results["meta"]["identical_maps"]["groups"]
+    assert "Identical maps and scores: cam and gradcam" in page
+    for g in results["gallery"]:  # every labelled class of each image, each map with its scores
+        for m in FAST:
+            assert len(g["cells"][m]["scores"]) == len(g["classes"]) >= 1
+            assert all(
+                0.0 <= s["box_iou"] <= 1.0 and 0.0 <= s["mask_iou"] <= 1.0 for s in g["cells"][m]["scores"]
+            )
     manifest = io.read_json(out / "manifest.json")
     assert manifest["stage"] == "benchmark" and set(manifest["status"]) == set(FAST)
     # again without the probes: the maps, boxes and evaluations are reused, the probes' columns are n/a

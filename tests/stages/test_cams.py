@@ -71,10 +71,11 @@ def test_corrupt_image_is_skipped_and_counted(trained, data_root, tmp_path, comp
     jpgs = data / "toy/VOCdevkit/VOC2012/JPEGImages"
     ids = (data / "toy/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
     (jpgs / f"{ids[1]}.jpg").write_bytes((jpgs / f"{ids[1]}.jpg").read_bytes()[:200])
-    cfg = compose_at(["stage=cams", "num_workers=0", "stage.limit=3"], trained, data)
+    cfg = compose_at(["stage=cams", "num_workers=0", "stage.limit=3", "stage.max_failed=0.5"], trained, data)
     cams.run(cfg)
     manifest = json.loads((_val(trained) / "manifest.json").read_text())
     assert manifest["counts"] == {"done": 2, "skipped": 0, "failed": 1}
+    assert list(manifest["failed_items"]) == [ids[1]] and "Truncated" in manifest["failed_items"][ids[1]]
 
 
 def _cli_paths(data_root, out) -> list[str]:

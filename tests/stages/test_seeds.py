@@ -111,7 +111,7 @@ def test_gt_maps_give_perfect_seed_scores(toy):
 
 
 def test_corrupt_image_is_skipped_and_counted(toy):
-    cfg = _cfg(toy)
+    cfg = _cfg(toy, "stage.max_failed=0.2")
     expected = _fake_cams(cfg, lambda ds, i, labelled: _bands(labelled, *ds.image_size(i)))
     bad = next(iter(expected))
     (toy[1] / "toy" / "VOCdevkit" / "VOC2012" / "JPEGImages" / f"{bad}.jpg").write_bytes(b"not a jpeg")

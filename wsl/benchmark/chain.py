@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ import numpy as np
 import torch
 
 from wsl import io
+from wsl.benchmark.bootstrap import RESAMPLES, SEED
+from wsl.benchmark.per_image import quality_intervals
+from wsl.benchmark.rows import quality_row
 from wsl.benchmark.steps import Step, fresh, run_steps
 from wsl.cam import CamSettings, write_dataset_cams
 from wsl.errors import UserError
@@ -58,16 +61,21 @@ class ChainSettings:
     miou_threshold: float = 0.15
     thresholds: np.ndarray | None = None  # background thresholds swept (None: the evaluator's default)
     num_workers: int = 0
+    resamples: int = RESAMPLES  # bootstrap resamples of the intervals (0: no interval)
+    seed: int = SEED  # of the resamples
 
 
 @dataclass(frozen=True)
 class ChainResult:
     """``status``: ``{step: "ran" | "reused" | "failed: ..." | "skipped: ..."}`` for ``cams``, ``boxes``,
-    ``eval/localization`` and ``eval/segmentation`` (those the dataset has annotations for)."""
+    ``eval/localization`` and ``eval/segmentation`` (those the dataset has annotations for);
+    ``intervals``: the bootstrap intervals of the quality columns (``<key>_low`` / ``<key>_high``, see
+    :mod:`wsl.benchmark.per_image`)."""
 
     status: dict[str, str]
     localization: LocalizationResult | None
     segmentation: CamMaskResult | None
+    intervals: dict[str, float] = field(default_factory=dict)
 
 
 def run_chain(ds, layout: RunLayout, cam: str, split: str, model: torch.nn.Module, device: torch.device,
@@ -130,4 +138,12 @@ def run_chain(ds, layout: RunLayout, cam: str, split: str, model: torch.nn.Modul
         steps.append(Step("eval/segmentation", segment, reuse, read(SegmentationResult, seg), ("cams",)))
     status, values = run_steps(steps, cam)
     masks = values.get("eval/segmentation")
-    return ChainResult(status, values.get("eval/localization"), None if masks is None else masks.cams)
+    loc_res, mask_res = values.get("eval/localization"), None if masks is None else masks.cams
+    intervals: dict[str, float] = {}
+    if s.resamples and (loc_res is not None or mask_res is not None):
+        args = (s.protocol, s.miou_threshold, s.thresholds, s.resamples, s.seed)
+        try:
+            intervals = quality_intervals(ds, cams, quality_row(loc_res, mask_res), *args)
+        except Exception as e:  # noqa: BLE001 - the intervals are extra: the scores stand without them
+            log.warning("benchmark: no interval for %s: %s: %s", cam, type(e).__name__, e)
+    return ChainResult(status, loc_res, mask_res, intervals)

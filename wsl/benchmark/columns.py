@@ -1,13 +1,18 @@
 """The columns of the benchmark table: what each one holds, which way is better, how it is shown.
 
 Values are stored as computed (fractions in ``[0, 1]`` for accuracies, errors and rates); a column with
-``percent`` shows its value multiplied by 100, only on display (markdown, HTML, logs, plots).
+``percent`` shows its value multiplied by 100, only on display (markdown, HTML, logs, plots). A column
+with ``interval`` has a bootstrap 95 % interval over images (row keys ``<key>_low`` / ``<key>_high``, see
+:mod:`wsl.benchmark.bootstrap`) wherever its value was computed from per-image contributions; the cost
+columns have none (see :data:`NO_INTERVAL`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from wsl.benchmark.bootstrap import HIGH, LEVEL, LOW, RESAMPLES
 
 ARROW = {"max": "↑", "min": "↓", None: ""}
 
@@ -23,10 +28,30 @@ class Column:
     digits: int
     help: str
     percent: bool = False
+    interval: bool = True  # a bootstrap interval over images exists (when the probe / evaluation ran)
+    minimum: float = 0.0  # differences below this (stored units) mean nothing: see tables.best
 
     @property
     def scale(self) -> float:
         return 100.0 if self.percent else 1.0
+
+    @property
+    def low(self) -> str:
+        return self.key + LOW
+
+    @property
+    def high(self) -> str:
+        return self.key + HIGH
+
+    def bounds(self, row: dict) -> tuple[float, float] | None:
+        """The row's interval ``(low, high)`` of this column (stored units), or None."""
+        lo, hi = row.get(self.low), row.get(self.high)
+        return None if lo is None or hi is None else (float(lo), float(hi))
+
+    def display_interval(self, row: dict) -> str:
+        """``"[58.0, 64.9]"`` in display units, or ``""`` without an interval."""
+        b = self.bounds(row)
+        return "" if b is None else "[" + ", ".join(f"{v * self.scale:.{self.digits}f}" for v in b) + "]"
 
     def shown(self, value: float | None) -> float | None:
         """The value as displayed (percent where ``percent``), rounded to ``digits``; None stays None."""
@@ -162,9 +187,15 @@ COLUMNS: tuple[Column, ...] = (
         1,
         "images per second: one forward pass + the method, single scale, "
         "no flip, maps of the labelled classes, one image at a time (median over the images)",
+        interval=False,
     ),
     Column(
-        "ms_per_map", "ms/map", "min", 1, "milliseconds per (image, class) map, same measurement (median)"
+        "ms_per_map",
+        "ms/map",
+        "min",
+        1,
+        "milliseconds per (image, class) map, same measurement (median)",
+        interval=False,
     ),
     Column(
         "peak_mb",
@@ -172,11 +203,25 @@ COLUMNS: tuple[Column, ...] = (
         "min",
         1,
         "peak memory added while computing the maps: the CUDA allocator's "
-        "peak on a GPU, the process's resident set size sampled every 2 ms on a CPU",
+        "peak on a GPU, the process's resident set size sampled every 2 ms on a CPU (differences under "
+        "1 MB are below what the sampler resolves: no best is marked then)",
+        interval=False,
+        minimum=1.0,
     ),
 )
 
 BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
+
+INTERVAL_NOTE = (
+    f"[a, b]: bootstrap {100 * LEVEL:g} % interval over the images ({RESAMPLES} resamples with replacement, "
+    "fixed seed, the same resampled image sets for every method); a ratio over the dataset (MaxBoxAccV2, "
+    "PxAP, mIoU from one confusion matrix) is recomputed from the per-image counts of each resample, "
+    "and MaxBoxAccV2 and mIoU tuned choose their threshold again in each"
+)
+NO_INTERVAL = (
+    "The cost columns have no interval: they are medians of timings and one peak of memory on this "
+    "machine, whose spread comes from the machine's load rather than from the choice of images"
+)
 
 # The column groups of the HTML table, in order.
 GROUPS: dict[str, tuple[str, ...]] = {

@@ -1,4 +1,5 @@
-"""Overlay pictures of the benchmark (its gallery) and of stage=visualize, drawn with :mod:`wsl.cam`.
+"""Overlay pictures of the benchmark (see also :mod:`wsl.benchmark.gallery`) and of stage=visualize, drawn
+with :mod:`wsl.cam`.
 
 A panel is the heatmap over the image (jet, alpha 0.5), the GT boxes of the class in green and the
 predicted box(es) in magenta. :func:`class_maps` computes maps directly on a classifier (any layer);
@@ -17,10 +18,9 @@ import torch
 from torch import nn
 
 from wsl import io
-from wsl.cam import CAMExtractor, draw_boxes, load_full, normalize_maps, overlay, upsample_maps
+from wsl.cam import CAMExtractor, draw_boxes, normalize_maps, overlay, upsample_maps
 from wsl.data.base import empty_boxes
 from wsl.data.transforms import to_tensor
-from wsl.layout import RunLayout
 
 GT_COLOR = (0, 220, 0)
 PRED_COLOR = (255, 0, 255)
@@ -80,45 +80,6 @@ def class_rows(
             tiles.append(panel(image, maps[k], own, alpha=alpha))
             titles.append(title)
     return tiles, titles
-
-
-def gallery(
-    ds, layout: RunLayout, methods: Sequence[str], split: str, indices: list[int], out: Path
-) -> list[dict]:
-    """Write ``out/gallery/<id>.png`` (image + all GT boxes) and ``<id>__<method>.png`` (the stored map of
-    the image's top-scoring labelled class, the same across methods, with its GT and predicted boxes);
-    return the rows of the HTML gallery (:func:`wsl.benchmark.report.gallery_table`)."""
-    boxes = {m: read_boxes(layout.boxes_file(m, split)) for m in methods}
-    labels = ds.labels()
-    rows = []
-    for i in indices:
-        image_id, image = ds.ids[i], ds.load_image(i)
-        gt = gt_boxes(ds, i)
-        files = {m: layout.cam_file(m, split, image_id) for m in methods}
-        recs = {m: load_full(f) for m, f in files.items() if io.is_complete_npz(f)}
-        present = np.flatnonzero(labels[i] > 0)
-        logits = next(iter(recs.values()))["logits"] if recs else np.zeros(ds.num_classes)
-        c = int(present[np.argmax(logits[present])]) if present.size else int(np.argmax(logits))
-        names = [ds.class_names[k] for k in gt["labels"].tolist()]
-        io.write_image(
-            out / "gallery" / f"{image_id}.png", draw_boxes(image, gt["boxes"], GT_COLOR, names, 1)
-        )
-        cells: dict[str, str | None] = {}
-        for m in methods:
-            rec = recs.get(m)
-            k = np.flatnonzero(rec["classes"] == c) if rec is not None else []
-            if not len(k):
-                cells[m] = None
-                continue
-            pred = boxes[m].get((ds.coco_image_id(i), ds.category_ids[c]), [])
-            cells[m] = f"gallery/{image_id}__{m}.png"
-            io.write_image(
-                out / cells[m], panel(image, rec["full"][k[0]], gt["boxes"][gt["labels"] == c], pred)
-            )
-        rows.append(
-            {"id": image_id, "class": ds.class_names[c], "image": f"gallery/{image_id}.png", "cells": cells}
-        )
-    return rows
 
 
 def auto_layers(model: nn.Module, target_layer: str, x: torch.Tensor, most: int = 4) -> list[str]:

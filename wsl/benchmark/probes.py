@@ -5,18 +5,17 @@
   (image, labelled class) pair; the class probability is the sigmoid of the logit (multi-label head).
 - Sanity (:mod:`wsl.metrics.sanity`): cascading randomisation of the top ``blocks`` of a copy of the model,
   maps recomputed single-scale, Spearman rank correlation of |map| with the trained model's maps.
-- Cost: one forward pass + the method per image (single scale, no flip, labelled classes), timed after
-  one warm-up image; peak memory added meanwhile, see :class:`PeakMemory`.
+- Cost (:mod:`wsl.benchmark.cost`): one forward pass + the method per image, timed after one warm-up
+  image; peak memory added meanwhile.
+- Identical maps: the stored maps of the faithfulness images, compared between methods.
 
-Average Drop and Increase in Confidence are fractions here (the metric's percentages / 100).
+Average Drop and Increase in Confidence are fractions here (the metric's percentages / 100). Every value
+averaged over images has its bootstrap interval over those images (:mod:`wsl.benchmark.bootstrap`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,19 +25,17 @@ import torch
 from torch import nn
 
 from wsl import io
+from wsl.benchmark.bootstrap import RESAMPLES, SEED, fields, mean_interval
+from wsl.benchmark.cost import cost
+from wsl.benchmark.styles import identical_groups
 from wsl.cam import CAMExtractor
 from wsl.data.transforms import to_tensor
 from wsl.metrics.faithfulness import average_drop_increase, deletion_insertion
 from wsl.metrics.sanity import cascading_randomization, flag
 
 log = logging.getLogger(__name__)
-
-PEAK_MEMORY_NOTE = (
-    "peak memory added while the maps are computed. CUDA: torch.cuda.max_memory_allocated minus the "
-    "allocation at the start (the peak counter is reset). CPU (Linux): a thread samples the resident set "
-    "size from /proc/self/statm every 2 ms; the largest sample minus the size at the start. Spikes shorter "
-    "than 2 ms can be missed and memory the allocator reuses from earlier work does not show: a lower bound."
-)
+KINDS = ("drop", "increase")  # the per-pair fields of average_drop_increase
+MAP_TOLERANCE = 2e-3  # float16 storage: about 1e-3 apart near 1
 
 
 @dataclass
@@ -64,86 +61,17 @@ def load_items(ds, indices: list[int], mean, std, device: torch.device) -> list[
     return items
 
 
-class PeakMemory:
-    """Peak memory added inside a ``with`` block, in MB (``peak_mb``; None where it cannot be measured):
-    see :data:`PEAK_MEMORY_NOTE` for how."""
-
-    def __init__(self, device: torch.device, interval: float = 0.002) -> None:
-        self.device, self.interval = device, interval
-        self.peak_mb: float | None = None
-        self._stop = threading.Event()
-        self._max = 0
-
-    @staticmethod
-    def rss() -> int | None:
-        try:
-            with open("/proc/self/statm", encoding="ascii") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._max = max(self._max, self.rss() or 0)
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            self._base = self.rss()
-            self._max = self._base or 0
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-            return
-        self._stop.set()
-        self._thread.join()
-        end = self.rss()
-        if self._base is not None and end is not None:
-            self.peak_mb = max(self._max, end) / 2**20 - self._base / 2**20
-
-
-def cost(model: nn.Module, method: str, layer: str, items: list[Item], device: torch.device) -> dict:
-    """``images_per_s``, ``ms_per_map`` (medians over the images, robust to a busy machine) and
-    ``peak_mb`` of ``method`` on ``items``; the first item is a warm-up, not counted."""
-    if len(items) < 2:
-        return {}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
-    seconds = []
-    with CAMExtractor(model, method=method, target_layer=layer) as ext:
-        ext(items[0].x, [items[0].classes])
-        with PeakMemory(device) as mem:
-            for it in items[1:]:
-                sync(device)
-                start = time.perf_counter()
-                ext(it.x, [it.classes])
-                sync(device)
-                seconds.append(time.perf_counter() - start)
-    per_map = [t / len(it.classes) for t, it in zip(seconds, items[1:])]
-    return {
-        "images_per_s": 1.0 / float(np.median(seconds)),
-        "ms_per_map": 1000 * float(np.median(per_map)),
-        "peak_mb": mem.peak_mb,
-    }
-
-
-def faithfulness(model: nn.Module, items: list[Item], cams: Path, steps: int) -> dict:
+def faithfulness(model: nn.Module, items: list[Item], cams: Path, steps: int, resamples: int = RESAMPLES,
+                 seed: int = SEED) -> dict:  # fmt: skip
     """Deletion / insertion AUC and Average Drop / Increase (fractions) over the (image, labelled class)
-    pairs whose map is stored in the folder ``cams``; mean curves ``(x, y)``: ``deletion_curve``,
-    ``insertion_curve``."""
+    pairs whose map is stored in the folder ``cams``, each with its bootstrap interval over the images
+    (``<key>_low`` / ``<key>_high``); mean curves ``(x, y)``: ``deletion_curve``, ``insertion_curve``."""
 
     def score(x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model(x).float())
 
     runs: dict[str, list[dict]] = {"deletion": [], "insertion": []}
-    drops, increases = [], []
+    per_image = []  # per image: pairs, then the sums of deletion AUC, insertion AUC, drop, increase
     for it in items:
         path = Path(cams) / f"{it.id}.npz"
         if not io.is_complete_npz(path):
@@ -158,17 +86,33 @@ def faithfulness(model: nn.Module, items: list[Item], cams: Path, steps: int) ->
         for mode, results in runs.items():
             results.append(deletion_insertion(score, images, cls, maps, mode, n_steps=steps))
         adi = average_drop_increase(score, images, cls, maps)  # Grad-CAM++ Sec. 5.1, fractions
-        drops.append(adi["drop"].double())
-        increases.append(adi["increase"].double())
-    if not drops:
+        sums = [runs[m][-1]["auc"].double().sum() for m in runs] + [adi[k].double().sum() for k in KINDS]
+        per_image.append([len(keep), *(float(v) for v in sums)])
+    if not per_image:
         return {}
-    out: dict = {"faithfulness_pairs": int(torch.cat(drops).numel())}
+    table = np.array(per_image)
+    out: dict = {"faithfulness_pairs": int(table[:, 0].sum())}
     x = torch.linspace(0, 1, steps + 1).tolist()
     for mode, results in runs.items():
-        out[f"{mode}_auc"] = float(torch.cat([r["auc"] for r in results]).mean())
         out[f"{mode}_curve"] = (x, torch.cat([r["curves"] for r in results]).mean(0).tolist())
-    out["average_drop"] = float(torch.cat(drops).mean())
-    out["increase_in_confidence"] = float(torch.cat(increases).mean())
+    for j, key in enumerate(("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence"), 1):
+        out[key] = float(table[:, j].sum() / table[:, 0].sum())
+        out |= fields(key, mean_interval(table[:, j], table[:, 0], resamples, seed))
+    return out
+
+
+def stored_maps(cams: Path, items: list[Item]) -> list[np.ndarray]:
+    """The stored maps of ``items``' labelled classes in the folder ``cams``, each divided by its maximum,
+    flat (float32): what :meth:`Probes.identical_maps` compares between methods."""
+    out = []
+    for it in items:
+        path = Path(cams) / f"{it.id}.npz"
+        if io.is_complete_npz(path):
+            rec = io.load_cams(path)
+            for k, c in enumerate(rec["classes"].tolist()):
+                if c in it.classes:
+                    m = np.asarray(rec["maps"][k], np.float32)
+                    out.append((m / max(float(m.max()), 1e-12)).ravel())
     return out
 
 
@@ -179,9 +123,10 @@ def default_blocks(model: nn.Module, depth: int) -> list[str]:
 
 
 def sanity(model: nn.Module, method: str, layer: str, items: list[Item], blocks: list[str], threshold: float,
-           seed: int) -> dict:  # fmt: skip
+           seed: int, resamples: int = RESAMPLES) -> dict:  # fmt: skip
     """Mean Spearman (and SSIM) of |map| after randomising ``blocks[0..i]``, over all maps of ``items``;
-    ``flagged`` when the mean Spearman after all ``blocks`` is above ``threshold``."""
+    ``flagged`` when the mean Spearman after all ``blocks`` is above ``threshold``; the final Spearman's
+    bootstrap interval over the images (``sanity_spearman_low`` / ``_high``)."""
 
     def map_fn(m: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         with CAMExtractor(m, method=method, target_layer=layer) as ext:
@@ -191,15 +136,18 @@ def sanity(model: nn.Module, method: str, layer: str, items: list[Item], blocks:
     for it in items:
         classes = torch.tensor([it.classes], device=it.x.device)
         res = cascading_randomization(model, blocks, map_fn, it.x, classes, seed=seed)
-        rho.append(res["spearman_per_map"])
+        rho.append(np.asarray(res["spearman_per_map"], np.float64))
         ssim.append(res["ssim_per_map"])
     if not rho:
         return {}
     curve, ssim_curve = np.concatenate(rho, 1).mean(1), np.concatenate(ssim, 1).mean(1)
+    last = [r[-1] for r in rho]  # per image: the Spearman of each map with every block randomised
+    iv = mean_interval([v.sum() for v in last], [v.size for v in last], resamples, seed)
     return {
         "sanity_curve": curve.tolist(),
         "sanity_ssim": ssim_curve.tolist(),
         "sanity_spearman": float(curve[-1]),
+        **fields("sanity_spearman", iv),
         "flagged": bool(flag({"spearman": curve}, threshold)),
     }
 
@@ -227,18 +175,21 @@ class Probes:
     costly: list[Item] = field(default_factory=list)
     steps: int = 20
     threshold: float = 0.5
-    seed: int = 0
+    seed: int = 0  # of the randomised weights and of the bootstrap resamples
+    resamples: int = RESAMPLES
+    maps: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)  # method -> stored_maps()
 
     def measure(self, method: str, cams: Path | None, status: dict[str, str]) -> dict:
         """Faithfulness of the stored maps in ``cams`` (None: skipped), sanity and cost of ``method``;
         a failing probe is recorded in ``status`` and leaves its columns n/a."""
         out: dict = {}
         if cams is not None and self.faith:
-            out |= probe(
-                status, "faithfulness", lambda: faithfulness(self.model, self.faith, cams, self.steps)
-            )
+            args = (self.model, self.faith, cams, self.steps, self.resamples, self.seed)
+            out |= probe(status, "faithfulness", lambda: faithfulness(*args))
+            self.maps[method] = stored_maps(cams, self.faith)
         if self.sane:
-            args = (self.model, method, self.layer, self.sane, self.blocks, self.threshold, self.seed)
+            args = (self.model, method, self.layer, self.sane, self.blocks, self.threshold, self.seed,
+                    self.resamples)  # fmt: skip
             out |= probe(status, "sanity", lambda: sanity(*args))
         if self.costly:
             out |= probe(
@@ -254,3 +205,17 @@ class Probes:
             f"(flag: Spearman > {self.threshold}), "
             f"cost on {max(len(self.costly) - 1, 0)} images after one warm-up image."
         )
+
+    def identical_maps(self, tol: float = MAP_TOLERANCE) -> dict:
+        """The methods whose stored maps of the faithfulness images agree to ``tol`` (maps divided by their
+        maximum; the maps are stored in float16): ``{"groups": [[m, ...], ...] (two or more each),
+        "maps": how many maps were compared, "tolerance": tol}``."""
+
+        def equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+            return len(a) == len(b) and all(
+                x.shape == y.shape and float(np.abs(x - y).max(initial=0.0)) <= tol for x, y in zip(a, b)
+            )
+
+        kept = {m: v for m, v in self.maps.items() if v}
+        groups = [g for g in identical_groups(kept, equal) if len(g) > 1]
+        return {"groups": groups, "maps": max(map(len, kept.values()), default=0), "tolerance": tol}

@@ -1,9 +1,11 @@
-"""The benchmark's files: ``report.html`` and the plots it shows (``plots/*.png``), and
-:func:`write_benchmark`, which writes every file of the benchmark folder.
+"""The benchmark's files: ``report.html`` and :func:`write_benchmark`, which writes every file of the
+benchmark folder (the plots are :mod:`wsl.benchmark.plots`', the gallery's pictures
+:mod:`wsl.benchmark.gallery`'s).
 
 The page is static and self-contained: inline CSS, no script, images as relative paths inside the folder,
 so it opens from disk without a server. ``rows`` is as in :mod:`wsl.benchmark.rows` (fractions); the page
-and the plots show percentages where the column says so.
+shows percentages where the column says so, each value with its bootstrap interval where it has one, each
+method with the colour it has in the plots.
 """
 
 from __future__ import annotations
@@ -13,66 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from wsl import io
-from wsl.benchmark.columns import BY_KEY, COLUMNS, GROUPS, Column
+from wsl.benchmark.columns import COLUMNS, GROUPS, INTERVAL_NOTE, NO_INTERVAL, Column
+from wsl.benchmark.gallery import colorbar_css
+from wsl.benchmark.plots import write_plots
 from wsl.benchmark.rows import OK, Rows, json_safe
-from wsl.benchmark.tables import best, csv_text, markdown, summary
-from wsl.viz import plot_many_lines, plot_tradeoff
-
-
-def _scaled(xy: tuple[list[float], list[float | None]], scale: float) -> tuple[list[float], list[float]]:
-    x, y = xy
-    return list(x), [float("nan") if v is None else scale * v for v in y]
-
-
-def write_plots(out: Path, rows: Rows, blocks: list[str]) -> list[tuple[str, str]]:
-    """The plots under ``out/plots``; returns ``(relative path, caption)`` of those drawn, the wide
-    quality-against-cost figure first."""
-    drawn: list[tuple[str, str]] = []
-    flagged = [m for m, r in rows.items() if r.get("flagged")]
-    panels = {
-        BY_KEY[k].title().rstrip(" ↑↓"): {
-            m: (r["ms_per_map"], BY_KEY[k].scale * r[k])
-            for m, r in rows.items()
-            if r.get("ms_per_map") is not None and r.get(k) is not None
-        }
-        for k in ("maxboxacc_v2", "miou_tuned", "insertion_auc")
-    }
-    panels = {k: v for k, v in panels.items() if v}
-    if panels:
-        plot_tradeoff(out / "plots/quality_vs_cost.png", panels, "ms per map (log)", "quality against cost",
-                      flagged=flagged)  # fmt: skip
-        drawn.append(("plots/quality_vs_cost.png", "Quality against cost: up and to the left is better. "
-                      "Hollow red markers: flagged by the sanity check."))  # fmt: skip
-    iou = next((r["boxacc_iou"] for r in rows.values() if r.get("boxacc_iou") is not None), 0.5)
-    contours = "every contour boxed" if all(r.get("boxacc_every_contour", True) for r in rows.values()) else (
-        "every contour boxed, or the largest where V2 was not swept at this IoU")  # fmt: skip
-    curves = (
-        ("boxacc_curve", "boxacc_vs_threshold", 100.0, "map threshold (fraction of the max)",
-         f"BoxAcc at IoU {iou:g} (%)", f"BoxAcc against the map threshold ({contours})"),
-        ("miou_curve", "miou_vs_threshold", 100.0, "background threshold", "CAM mIoU (%)",
-         "CAM mask mIoU against the background threshold"),
-        ("deletion_curve", "deletion_curves", 1.0, "fraction of pixels deleted", "class probability",
-         "Deletion: the probability should fall fast (lower area is better)"),
-        ("insertion_curve", "insertion_curves", 1.0, "fraction of pixels inserted", "class probability",
-         "Insertion: the probability should rise fast (higher area is better)"),
-    )  # fmt: skip
-    for key, name, scale, xlabel, ylabel, title in curves:
-        series = {m: _scaled(r[key], scale) for m, r in rows.items() if r.get(key)}
-        if series:
-            plot_many_lines(out / f"plots/{name}.png", series, xlabel, ylabel, title)
-            drawn.append((f"plots/{name}.png", title + "."))
-    sanity = {
-        m: (list(range(len(r["sanity_curve"]) + 1)), [1.0, *r["sanity_curve"]])
-        for m, r in rows.items()
-        if r.get("sanity_curve")
-    }
-    if sanity:
-        plot_many_lines(out / "plots/sanity.png", sanity, "randomised, cumulatively from the top",
-                        "Spearman of |map| with the trained model", "Cascading randomisation",
-                        xticklabels=["trained", *blocks])  # fmt: skip
-        drawn.append(("plots/sanity.png", "Cascading randomisation: a map that depends on the model falls "
-                      "towards 0; one that stays high ignores the weights."))  # fmt: skip
-    return drawn
+from wsl.benchmark.styles import style
+from wsl.benchmark.tables import BEST_RULE, best, csv_text, findings, markdown
 
 
 def _e(s: Any) -> str:
@@ -108,9 +56,14 @@ table.gallery{width:auto}
 table.gallery td,table.gallery th{text-align:center;vertical-align:middle;padding:5px}
 table.gallery tbody th{text-align:right;background:#fff;cursor:default;font-size:13px}
 table.gallery thead th{font-weight:400;font-size:12px;cursor:default}
-table.gallery img{width:180px;height:auto;border-radius:3px;display:block;margin:auto}
-td.missing{width:180px;color:#8c959f;font-size:12px}
+table.gallery img{height:auto;border-radius:3px;display:block;margin:auto}
+td.missing{width:140px;color:#8c959f;font-size:12px}
+.row{display:flex;margin:3px auto 0} .row span{flex:1;font-size:11px;line-height:1.3;text-align:center}
+.scores span{color:#424a53} .ci{font-size:11px;color:#59636e;font-weight:400}
 .legend{font-size:12px;color:#59636e} .sw{display:inline-block;width:12px;height:3px;vertical-align:middle}
+.sq{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:-1px}
+.colorbar{display:flex;align-items:center;gap:8px;font-size:12px;color:#59636e;margin:4px 0 12px}
+.ramp{display:inline-block;width:260px;height:12px;border:1px solid #d0d7de}
 """
 
 
@@ -118,24 +71,62 @@ WIDE = ' class="wide"'
 FLAG = '<span class="flag" title="fails the randomisation sanity check">sanity ✗</span>'
 
 
+TILE = 140  # px per class map in the gallery
+
+
+def swatch(method: str) -> str:
+    """A small square in the method's plot colour (:func:`wsl.benchmark.styles.style`)."""
+    return f'<span class="sq" style="background:{style(method)["color"]}"></span>'
+
+
+def _score(s: dict | None) -> str:
+    if s is None:
+        return "no map"
+    parts = [
+        f"{k} IoU {s[v]:.2f}" for k, v in (("box", "box_iou"), ("mask", "mask_iou")) if s.get(v) is not None
+    ]
+    return "<br>".join(parts) or "no score"
+
+
 def gallery_table(gallery: list[dict], methods: list[str], badges: dict[str, str] | None = None) -> str:
-    """The overlay gallery: one column per image, a row of the images with their GT boxes, then one row
-    per method; ``badges`` maps a method to HTML shown after its name."""
-    head = "".join(f"<th>{_e(g['id'])}<br>class <b>{_e(g['class'])}</b></th>" for g in gallery)
-
-    def cell(src: str | None, alt: str) -> str:
-        return f'<td><img src="{_e(src)}" alt="{_e(alt)}"></td>' if src else '<td class="missing">no map</td>'
-
-    body = ["<tr><th>image, GT boxes</th>" + "".join(cell(g["image"], g["id"]) for g in gallery) + "</tr>"]
+    """The overlay gallery: one column per image (its labelled classes named in the header), a row of the
+    images with their GT boxes, then one row per method with its map of every labelled class and each
+    map's scores; ``badges`` maps a method to HTML shown after its name. A cell may also be a bare picture
+    path (one map, no score)."""
+    head, body = [], ["<tr><th>image, GT boxes</th>"]
+    for g in gallery:
+        classes = g.get("classes") or [g["class"]]
+        width = TILE * len(classes)
+        names = "".join(f"<span>{_e(c)}</span>" for c in classes)
+        head.append(f'<th>{_e(g["id"])}<div class="row" style="width:{width}px">{names}</div></th>')
+        body.append(f'<td><img src="{_e(g["image"])}" alt="{_e(g["id"])}" style="width:{TILE}px"></td>')
+    body.append("</tr>")
     for m in methods:
-        cells = "".join(cell(g["cells"].get(m), f"{m} on {g['id']}") for g in gallery)
-        body.append(f"<tr><th>{_e(m)}{(badges or {}).get(m, '')}</th>{cells}</tr>")
-    head = f"<thead><tr><th></th>{head}</tr></thead>"
-    return f'<table class="gallery">{head}<tbody>{"".join(body)}</tbody></table>'
+        cells = []
+        for g in gallery:
+            cell, k = g["cells"].get(m), len(g.get("classes") or [g["class"]])
+            if cell is None:
+                cells.append('<td class="missing">no map</td>')
+                continue
+            src, scores = (cell, None) if isinstance(cell, str) else (cell["src"], cell.get("scores"))
+            width = TILE * (k if scores is not None else 1)
+            img = f'<img src="{_e(src)}" alt="{_e(m)} on {_e(g["id"])}" style="width:{width}px">'
+            row = "" if scores is None else "".join(f"<span>{_score(s)}</span>" for s in scores)
+            cells.append(f'<td>{img}<div class="row scores" style="width:{width}px">{row}</div></td>')
+        body.append(f"<tr><th>{swatch(m)}{_e(m)}{(badges or {}).get(m, '')}</th>{''.join(cells)}</tr>")
+    return (f'<table class="gallery"><thead><tr><th></th>{"".join(head)}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")  # fmt: skip
+
+
+def _cell(row: dict, c: Column, classes: str) -> str:
+    iv = c.display_interval(row)
+    ci = f'<br><span class="ci">{iv}</span>' if iv else ""
+    return f"<td{classes}>{c.display(row.get(c.key))}{ci}</td>"
 
 
 def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: list[dict]) -> str:
-    """The page: findings, the table (display units), what each column means, the plots and the gallery."""
+    """The page: findings, the table (display units, intervals), what each column means, the plots and
+    the gallery."""
     marks = {c.key: best(rows, c) for c in COLUMNS}
     starts = {keys[0] for keys in GROUPS.values()}  # a rule left of each group
 
@@ -149,11 +140,10 @@ def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: l
     for m, r in rows.items():
         flag = FLAG * bool(r.get("flagged"))
         cells = "".join(
-            f"<td{cls(c, 'best' if m in marks[c.key] else ('na' if r.get(c.key) is None else ''))}>"
-            f"{c.display(r.get(c.key))}</td>"
+            _cell(r, c, cls(c, "best" if m in marks[c.key] else ("na" if r.get(c.key) is None else "")))
             for c in COLUMNS
         )
-        body.append(f"<tr><td><b>{_e(m)}</b>{flag}</td>{cells}</tr>")
+        body.append(f"<tr><td>{swatch(m)}<b>{_e(m)}</b>{flag}</td>{cells}</tr>")
     badges = {m: FLAG for m, r in rows.items() if r.get("flagged")}
     legend = "".join(f"<dt>{_e(c.title())}</dt><dd>{_e(c.help)}.</dd>" for c in COLUMNS)
     figs = "".join(
@@ -173,19 +163,23 @@ def report_html(rows: Rows, meta: dict, plots: list[tuple[str, str]], gallery: l
 <title>CAM benchmark: {_e(meta["title"])}</title><style>{CSS}</style></head>
 <body><main>
 <h1>CAM benchmark</h1><div class="meta">{_e(meta["title"])} · {_e(meta["subtitle"])}</div>
-<ul class="findings">{"".join(f"<li>{_e(s)}</li>" for s in summary(rows))}</ul>
+<ul class="findings">{"".join(f"<li>{_e(s)}</li>" for s in findings(rows, meta))}</ul>
 <h2>Results</h2>
 <div class="scroll"><table class="results"><thead><tr><th rowspan="2">method</th>{groups}</tr>
 <tr>{head}</tr></thead>
 <tbody>{"".join(body)}</tbody></table></div>
-<p class="legend">Green: best in the column. ↑ higher is better, ↓ lower is better. (%): a fraction shown as a
-percentage. {_e(meta["notes"])}</p>
+<p class="legend">{_e(BEST_RULE)} ↑ higher is better, ↓ lower is better. (%): a fraction shown as a
+percentage. {_e(INTERVAL_NOTE)}. {_e(NO_INTERVAL)}. {_e(meta["notes"])}</p>
 <h2>What the columns mean</h2><dl>{legend}</dl>
 <h2>Plots</h2><div class="plots">{figs or "<p>No plot: no method produced scores.</p>"}</div>
 <h2>Gallery</h2>
-<p class="legend">The same images for every method: the map of the image's top-scoring labelled class over the
-image, <span class="sw" style="background:#00dc00"></span> GT boxes of that class,
-<span class="sw" style="background:#ff00ff"></span> the predicted box (stage=boxes).</p>
+<p class="legend">The same images for every method, with the map of every labelled class of the image
+(each divided by its maximum) over the image, <span class="sw" style="background:#00dc00"></span> GT boxes
+of that class, <span class="sw" style="background:#ff00ff"></span> the predicted box (stage=boxes). Under
+each map: the IoU of its Grad-CAM box (largest segment above 15 % of the maximum) with the class's GT box
+and of the same region with the class's mask.</p>
+<div class="colorbar"><span>map 0</span><span class="ramp" style="background:{colorbar_css()}"></span>
+<span>1 (the map's maximum)</span></div>
 <div class="scroll">{gallery_table(gallery, list(rows), badges)}</div>
 {f'<h2>Problems</h2><ul class="err">{"".join(errors)}</ul>' if errors else ""}
 </main></body></html>
@@ -193,12 +187,13 @@ image, <span class="sw" style="background:#00dc00"></span> GT boxes of that clas
 
 
 def write_benchmark(out: Path, rows: Rows, meta: dict, blocks: list[str], gallery: list[dict]) -> Path:
-    """Write ``benchmark.csv``, ``results.json`` (every value and curve, fractions), ``benchmark.md``,
-    ``plots/*.png`` and ``report.html`` under ``out`` (the gallery's pictures are already there, see
-    :func:`wsl.benchmark.overlays.gallery`); returns the report's path."""
+    """Write ``benchmark.csv``, ``results.json`` (every value, interval and curve, fractions; the gallery's
+    scores), ``benchmark.md``, ``plots/*.png`` and ``report.html`` under ``out`` (the gallery's pictures
+    are already there, see :func:`wsl.benchmark.gallery.gallery`); returns the report's path."""
     out = Path(out)
     io.write_text(out / "benchmark.csv", csv_text(rows))
-    io.write_json(out / "results.json", json_safe({"meta": meta, "blocks": blocks, "rows": rows}))
+    io.write_json(out / "results.json", json_safe({"meta": meta, "blocks": blocks, "rows": rows,
+                                                   "gallery": gallery}))  # fmt: skip
     io.write_text(out / "benchmark.md", markdown(rows, meta))
     io.write_text(out / "report.html", report_html(rows, meta, write_plots(out, rows, blocks), gallery))
     return out / "report.html"

@@ -4,7 +4,8 @@ A row maps every :data:`~wsl.benchmark.columns.COLUMNS` key to a value (None: n/
 ``(x, y)`` for the plots: ``boxacc_curve`` (BoxAcc against the map threshold, from
 :class:`~wsl.evaluation.LocalizationResult`), ``miou_curve`` (CAM mIoU against the background threshold,
 from :class:`~wsl.evaluation.CamMaskResult`), ``deletion_curve`` / ``insertion_curve`` and
-``sanity_curve`` (from the probes); plus ``flagged`` (the sanity check) and ``status`` (what each step
+``sanity_curve`` (from the probes); ``<key>_low`` / ``<key>_high``, the bootstrap interval of a column
+(:mod:`wsl.benchmark.bootstrap`); plus ``flagged`` (the sanity check) and ``status`` (what each step
 did). Every score is a fraction, as the evaluators give it.
 """
 
@@ -96,13 +97,17 @@ def segmentation_values(res: Any) -> Row:
     return out
 
 
-def quality_row(localization: Any | None = None, segmentation: Any | None = None) -> Row:
-    """A row with the quality columns filled from the typed results given (the others n/a)."""
+def quality_row(
+    localization: Any | None = None, segmentation: Any | None = None, intervals: Mapping | None = None
+) -> Row:
+    """A row with the quality columns filled from the typed results given (the others n/a) and their
+    bootstrap ``intervals`` (``<key>_low`` / ``<key>_high``, :attr:`wsl.benchmark.ChainResult.intervals`)."""
     row = empty_row()
     if localization is not None:
         row.update(localization_values(localization))
     if segmentation is not None:
         row.update(segmentation_values(segmentation))
+    row.update(intervals or {})
     return row
 
 

@@ -11,6 +11,7 @@ separate functions. ``write_dataset_cams`` stores the maps of a whole dataset (s
 """
 
 from wsl.cam.dataset import CamCounts, CamSettings, write_dataset_cams
+from wsl.cam.explain import explain
 from wsl.cam.extractor import CAMExtractor
 from wsl.cam.methods import METHODS
 from wsl.cam.overlay import colorize, draw_boxes, grid, overlay
@@ -28,6 +29,7 @@ __all__ = [
     "write_dataset_cams",
     "colorize",
     "draw_boxes",
+    "explain",
     "grid",
     "multiscale_maps",
     "normalize_maps",

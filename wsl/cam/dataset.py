@@ -3,7 +3,10 @@
 Maps are summed over scales and flips (IRN/PSA, :func:`wsl.cam.multiscale_maps`), ReLU'd and divided by
 their own maximum, so they lie in [0, 1], and stored at ``ceil(H / stride) x ceil(W / stride)`` by
 :func:`wsl.io.save_cams`. Images of the same size are batched together (no padding, which would change the
-maps). An unreadable image is skipped, logged and counted.
+maps). A bad item (unreadable, too small, of another size than its annotation says) is skipped, logged once
+and recorded in the returned :class:`~wsl.errors.Failures`. Images longer than ``max_side`` are downscaled
+for the model (the memory guard): their maps are stored at ``ceil(h' / stride)`` of the downscaled image,
+with ``image_size`` the ORIGINAL (H, W), so every reader upsamples them to the original image.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from wsl import io
 from wsl.cam.extractor import CAMExtractor
 from wsl.cam.postprocess import normalize_maps
 from wsl.cam.tta import multiscale_maps
-from wsl.data.transforms import to_tensor
+from wsl.data.transforms import downscale, fit_side, to_tensor
+from wsl.errors import Failures
 from wsl.progress import track
 
 log = logging.getLogger(__name__)
@@ -50,25 +54,34 @@ class CamSettings:
 
 @dataclass(frozen=True)
 class CamCounts:
-    """What one call of :func:`write_dataset_cams` did (this process only)."""
+    """What one call of :func:`write_dataset_cams` did (this process only); ``failures`` the bad items."""
 
     done: int
-    failed: int
+    failures: Failures
     maps: int
     seconds: float
 
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
 
 class _Images(Dataset):
-    def __init__(self, ds, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.ds, self.mean, self.std = ds, list(mean), list(std)
+    """Normalised (3, h, w) tensors of the images, downscaled to ``max_side``, with their original size."""
+
+    def __init__(self, ds, mean: Sequence[float], std: Sequence[float], max_side: int | None) -> None:
+        self.ds, self.mean, self.std, self.max_side = ds, list(mean), list(std), max_side
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> dict:
         s = self.ds[i]
-        x = None if s["image"] is None else to_tensor(s["image"], self.mean, self.std)
-        return {"index": i, "id": s["id"], "x": x, "label": s["label"], "error": s["error"]}
+        x = size = None
+        if s["image"] is not None:
+            size = s["image"].shape[:2]
+            x = to_tensor(downscale(s["image"], self.max_side), self.mean, self.std)
+        return {"index": i, "id": s["id"], "x": x, "size": size, "label": s["label"], "error": s["error"]}
 
 
 def _as_list(items: list[dict]) -> list[dict]:
@@ -104,27 +117,37 @@ def write_dataset_cams(
     device: torch.device,
     num_workers: int = 0,
     desc: str = "cams",
+    max_side: int | None = None,
 ) -> CamCounts:
     """Write ``out/<id>.npz`` for the images ``indices`` of ``ds`` with ``model`` (eval mode, on ``device``).
 
-    Every file is written atomically; the caller decides which indices still need one (resume).
+    Every file is written atomically; the caller decides which indices still need one (resume). Images
+    whose longer side exceeds ``max_side`` are downscaled for the model (None: never).
     """
     s = settings
     use_cl = s.channels_last and device.type == "cuda"
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
-    batches = size_batches({i: ds.image_size(i) for i in indices}, s.batch_size)
+    failures = Failures()
+    sizes = {}
+    for i in indices:
+        try:  # the size the model sees; a header that cannot be read is a bad item
+            sizes[i] = fit_side(ds.image_size(i), max_side)
+        except OSError as e:
+            failures.add(ds.ids[i], e)
+    batches = size_batches(sizes, s.batch_size)
     loader = DataLoader(
-        _Images(ds, mean, std),
+        _Images(ds, mean, std, max_side),
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=_as_list,
         pin_memory=device.type == "cuda",
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(s.bf16 and device.type == "cuda"))
-    done = failed = n_maps = 0
+    done = n_maps = 0
     t0 = time.time()
     bar = track(None, desc, total=len(indices))
+    bar.update(len(failures))
     with (
         bar,
         CAMExtractor(
@@ -133,9 +156,7 @@ def write_dataset_cams(
     ):
         for items in loader:
             bad = [it for it in items if it["x"] is None]
-            for it in bad:
-                log.warning("skipping %s: %s", it["id"], it["error"])
-            failed += len(bad)
+            failures.update((it["id"], it["error"]) for it in bad)
             items = [it for it in items if it["x"] is not None]
             bar.update(len(bad))
             if not items:
@@ -159,8 +180,8 @@ def write_dataset_cams(
             for it, cls, m, lg in zip(items, classes, maps, logits):
                 # eps far below any real map maximum: every non-zero map peaks at exactly 1
                 m = normalize_maps(torch.relu(m.float()), mode="max", eps=1e-12).cpu().numpy()
-                io.save_cams(out / f"{it['id']}.npz", np.asarray(cls), m, lg.cpu().numpy(), (h, w))
+                io.save_cams(out / f"{it['id']}.npz", np.asarray(cls), m, lg.cpu().numpy(), it["size"])
                 n_maps += len(cls)
             done += len(items)
             bar.update(len(items))
-    return CamCounts(done=done, failed=failed, maps=n_maps, seconds=time.time() - t0)
+    return CamCounts(done=done, failures=failures, maps=n_maps, seconds=time.time() - t0)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from wsl import io
+from wsl.data.transforms import fit_side
 
 
 def upsample_stored(maps: np.ndarray, size_hw: tuple[int, int], renormalize: bool = True) -> np.ndarray:
@@ -27,8 +28,13 @@ def upsample_stored(maps: np.ndarray, size_hw: tuple[int, int], renormalize: boo
     return full.numpy()
 
 
-def load_full(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A CAM file (:func:`wsl.io.load_cams`) with its maps upsampled to the image size (key ``full``)."""
-    rec = io.load_cams(path)
-    rec["full"] = upsample_stored(rec["maps"], tuple(int(v) for v in rec["image_size"]))
+def load_full(
+    path: str | os.PathLike, max_side: int | None = None, num_classes: int | None = None
+) -> dict[str, np.ndarray]:
+    """A CAM file (:func:`wsl.io.load_cams`, checked) with its maps upsampled to the image size (key
+    ``full``, (K, H, W) float32), or, for an image longer than ``max_side``, to that image scaled down
+    to ``max_side`` (:func:`wsl.data.transforms.fit_side`; ``image_size`` stays the original (H, W)), so
+    that a huge photo never needs K full-resolution float maps. Raises :class:`wsl.errors.BadItem`."""
+    rec = io.load_cams(path, num_classes)
+    rec["full"] = upsample_stored(rec["maps"], fit_side(tuple(int(v) for v in rec["image_size"]), max_side))
     return rec

@@ -6,10 +6,19 @@ on demand. Conventions, for every loader:
 
 - ``C`` foreground classes with index ``k`` in ``0..C-1``; in masks ``k + 1`` is class ``k``, ``0`` is
   background and ``255`` is void (ignored).
-- Images are RGB uint8 ``(H, W, 3)``; sizes are ``(H, W)``.
-- Boxes are int64 ``(M, 4)`` ``x0, y0, x1, y1``, 0-based and inclusive.
-- ``__getitem__`` never raises for an unreadable image: the sample carries ``image=None`` and ``error``,
-  the problem is logged, and the stage skips and counts it.
+- Images are RGB uint8 ``(H, W, 3)`` decoded as viewers show them (:func:`wsl.io.read_image`); sizes are
+  ``(H, W)`` of that decoded image, everywhere.
+- Boxes are int64 ``(M, 4)`` ``x0, y0, x1, y1``, 0-based and inclusive, inside the image (boxes that
+  reach beyond it are clipped when the split is loaded, with one warning).
+
+Bad items (README "Bad input"): what is wrong with ONE item is a :class:`wsl.errors.BadItem` naming the
+file and the reason, raised by :meth:`WSLDataset.load_image` / :meth:`~WSLDataset.load_mask` /
+:meth:`~WSLDataset.load_boxes`, and the stage skips and counts the item. Checked when the split is loaded:
+annotations that cannot describe their image (unknown COCO category ids, inverted boxes; recorded in
+``problems``); when an item is read: an unreadable, empty or truncated image, one smaller than
+``min_side`` on a side, one whose size disagrees with its annotation, a mask of the wrong size, with
+values that are no class and not 255, or COCO polygons of fewer than 3 points. ``__getitem__`` never
+raises for these: the sample carries ``image=None`` and ``error``, and the consumer logs and counts it.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import torch
 from PIL import Image
 
 from wsl import io
+from wsl.errors import BadItem
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +52,25 @@ def require(path: Path, what: str, layout: str) -> Path:
     return path
 
 
+# What Pillow raises on a file it cannot decode (besides OSError): all mean "this image is unusable".
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def read_image_checked(path: Path) -> np.ndarray:
-    """``io.read_image`` that turns every decoding failure (PIL raises ``OSError``, ``SyntaxError``,
-    ``ValueError`` or ``DecompressionBombError``) into one ``OSError`` naming the path."""
+    """``io.read_image`` that turns every decoding failure into one :class:`BadItem` naming the path."""
     try:
         return io.read_image(path)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise OSError(f"cannot read {path}: {e}") from e
+    except DECODE_ERRORS as e:
+        raise BadItem(f"cannot read {path}: {e}") from e
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(H, W) of the decoded image from its header (:func:`wsl.io.image_size`); :class:`BadItem` if
+    the header cannot be read."""
+    try:
+        return io.image_size(path)
+    except DECODE_ERRORS as e:
+        raise BadItem(f"cannot read {path}: {e}") from e
 
 
 def empty_boxes() -> dict[str, np.ndarray]:
@@ -71,6 +93,50 @@ def make_boxes(boxes: Sequence[Sequence[int]], labels: Sequence[int], difficult:
     }
 
 
+def clip_box(box: Sequence[int], hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """An inclusive ``(x0, y0, x1, y1)`` box clipped to an (H, W) image; None when nothing of it is inside."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = hw
+    if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
+        return None
+    return max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+
+
+class BoxClipper:
+    """Clips the boxes of a split to their images while it is loaded, then warns ONCE for all of them.
+
+    Boxes reaching at most ``slack`` px beyond the image are clipped silently (COCO's float boxes often
+    end a fraction of a pixel past the border).
+    """
+
+    def __init__(self, source: object, slack: int = 0) -> None:
+        self.source, self.slack, self.clipped, self.dropped, self.first = source, slack, 0, 0, ""
+
+    def __call__(self, image_id: str, box: Sequence[int], hw: tuple[int, int]) -> tuple | None:
+        """``box`` inside the (H, W) image (None: entirely outside, dropped). A size of 0 means unknown."""
+        if min(hw) <= 0:
+            return tuple(box)
+        out = clip_box(box, hw)
+        x0, y0, x1, y1 = (int(v) for v in box)
+        beyond = max(-x0, -y0, x1 - (hw[1] - 1), y1 - (hw[0] - 1))
+        if beyond > self.slack or out is None:
+            self.clipped += out is not None
+            self.dropped += out is None
+            self.first = self.first or f"{image_id}: {list(box)} in an image of {hw[0]}x{hw[1]}"
+        return out
+
+    def report(self) -> None:
+        if self.clipped or self.dropped:
+            log.warning(
+                "%s: %d boxes reach beyond their image and were clipped to it, %d lie outside it and were "
+                "dropped (first: %s)",
+                self.source,
+                self.clipped,
+                self.dropped,
+                self.first,
+            )
+
+
 def quiet_coco(dataset: dict[str, Any] | None = None, ann_file: str | Path | None = None):
     """Build a ``pycocotools.coco.COCO`` from a dict or a file without its progress prints."""
     from pycocotools.coco import COCO
@@ -87,8 +153,13 @@ def quiet_coco(dataset: dict[str, Any] | None = None, ann_file: str | Path | Non
 class WSLDataset(torch.utils.data.Dataset, abc.ABC):
     """One split of a multi-label dataset with optional masks and boxes.
 
-    Subclasses set ``class_names``, ``category_ids``, ``ids``, ``root``, ``has_masks``, ``has_boxes`` and
-    implement the ``load_*`` methods, :meth:`labels` and :meth:`image_size`.
+    Subclasses set ``class_names``, ``category_ids``, ``ids``, ``root``, ``has_masks``, ``has_boxes``,
+    record the items whose annotations are unusable in ``problems`` (index -> reason), and implement
+    :meth:`labels`, :meth:`image_size`, :meth:`image_path`, :meth:`_mask` and :meth:`_boxes`; the base
+    checks what they return (see the module docstring).
+
+    ``min_side``: images smaller than this on a side are bad items (a classifier needs a few pixels per
+    output cell: small_cnn fails below 7 px, VGG-16 below 16 px; stage configs use ``dataset.min_side``).
     """
 
     class_names: list[str]
@@ -99,10 +170,14 @@ class WSLDataset(torch.utils.data.Dataset, abc.ABC):
     has_masks: bool
     has_boxes: bool
 
-    def __init__(self, split: str, with_masks: bool = False, with_boxes: bool = False) -> None:
+    def __init__(
+        self, split: str, with_masks: bool = False, with_boxes: bool = False, min_side: int = 1
+    ) -> None:
         self.split = split
         self.with_masks = bool(with_masks)
         self.with_boxes = bool(with_boxes)
+        self.min_side = max(1, int(min_side))
+        self.problems: dict[int, str] = {}
 
     def _check_requests(self) -> None:
         """Fail early when masks or boxes are requested from a dataset that has none."""
@@ -122,6 +197,7 @@ class WSLDataset(torch.utils.data.Dataset, abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
 
+    # ------------------------------------------------------------------------------ what loaders provide
     @abc.abstractmethod
     def labels(self) -> np.ndarray:
         """(N, C) float32 multi-hot image-level labels of the split, from the annotations only.
@@ -130,26 +206,82 @@ class WSLDataset(torch.utils.data.Dataset, abc.ABC):
 
     @abc.abstractmethod
     def image_size(self, i: int) -> tuple[int, int]:
-        """(H, W) of image ``i``, from the annotations where they hold it."""
+        """(H, W) of image ``i`` from the annotations where they hold it, else from the image header
+        (EXIF orientation applied); :class:`BadItem` when neither can be read."""
 
     @abc.abstractmethod
+    def image_path(self, i: int) -> Path:
+        """The file of image ``i``."""
+
+    @abc.abstractmethod
+    def _mask(self, i: int) -> np.ndarray:
+        """The stored (H, W) class map of image ``i`` (checked by :meth:`load_mask`)."""
+
+    @abc.abstractmethod
+    def _boxes(self, i: int) -> dict[str, np.ndarray]:
+        """The boxes of image ``i`` (see :meth:`load_boxes`)."""
+
+    def mask_source(self, i: int) -> str:
+        """Where the mask of image ``i`` comes from, for messages."""
+        return f"mask of {self.ids[i]!r}"
+
+    def size_source(self, i: int) -> str:
+        """Where :meth:`image_size` of image ``i`` comes from, for messages."""
+        return "its annotation"
+
+    # ------------------------------------------------------------------------------------ checked reads
+    def check(self, i: int) -> None:
+        """Raise :class:`BadItem` when the annotations of image ``i`` were found unusable at load time."""
+        if i in self.problems:
+            raise BadItem(self.problems[i])
+
     def load_image(self, i: int) -> np.ndarray:
-        """RGB uint8 (H, W, 3); raises ``OSError`` naming the path if unreadable or truncated."""
+        """RGB uint8 (H, W, 3) as viewers show it; :class:`BadItem` naming the file when it is
+        unreadable, truncated, smaller than ``min_side``, or not of the size its annotation says."""
+        self.check(i)
+        path = self.image_path(i)
+        image = read_image_checked(path)
+        hw = tuple(image.shape[:2])
+        if min(hw) < self.min_side:
+            raise BadItem(f"{path}: image of {hw[0]}x{hw[1]} px is smaller than min_side={self.min_side}")
+        said = tuple(int(v) for v in self.image_size(i))
+        if said != hw:
+            raise BadItem(
+                f"{path}: the image is {hw[0]}x{hw[1]}, {self.size_source(i)} says {said[0]}x{said[1]}"
+            )
+        return image
 
-    @abc.abstractmethod
     def load_mask(self, i: int) -> np.ndarray:
-        """(H, W) uint8 class map: 0 background, ``k + 1`` class ``k``, 255 void."""
+        """(H, W) uint8 class map: 0 background, ``k + 1`` class ``k``, 255 void; :class:`BadItem` when
+        it is unreadable, not a class-index PNG, of another size than the image, or holds other values."""
+        self.check(i)
+        where = self.mask_source(i)
+        try:
+            mask = self._mask(i)
+        except (*DECODE_ERRORS, KeyError, IndexError) as e:
+            raise BadItem(f"{where}: {e}") from e
+        hw = tuple(int(v) for v in self.image_size(i))
+        if mask.shape != hw:
+            raise BadItem(f"{where}: mask of {mask.shape[0]}x{mask.shape[1]} for an image of {hw[0]}x{hw[1]}")
+        bad = (mask > self.num_classes) & (mask != 255)
+        if bad.any():
+            values = np.unique(mask[bad])[:5].tolist()
+            raise BadItem(f"{where}: values {values} are no class (0..{self.num_classes}) and not 255 (void)")
+        return mask
 
-    @abc.abstractmethod
     def load_boxes(self, i: int) -> dict[str, np.ndarray]:
-        """``{"boxes": int64 (M, 4) inclusive x0 y0 x1 y1, "labels": int64 (M,), "difficult": bool (M,)}``."""
+        """``{"boxes": int64 (M, 4) inclusive x0 y0 x1 y1, "labels": int64 (M,), "difficult": bool (M,)}``;
+        :class:`BadItem` when the item's annotations are unusable."""
+        self.check(i)
+        return dict(self._boxes(i))
 
     def coco_image_id(self, i: int) -> int:
         """The integer image id of image ``i`` in :meth:`coco_gt`: ``i + 1`` unless the dataset has ids."""
         return i + 1
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        """One sample; an unreadable image or mask gives ``image``/``mask`` None and an ``error`` message."""
+        """One sample; an unusable image or mask gives ``image``/``mask`` None and an ``error`` message
+        (not logged here: the consumer skips, logs and counts it once)."""
         if not 0 <= i < len(self.ids):
             raise IndexError(f"index {i} out of range for {len(self.ids)} images")
         sample: dict[str, Any] = {
@@ -161,28 +293,16 @@ class WSLDataset(torch.utils.data.Dataset, abc.ABC):
         }
         try:
             sample["image"] = self.load_image(i)
-        except OSError as e:
-            sample["error"] = f"unreadable image {self.ids[i]!r}: {e}"
+            if self.with_masks:
+                sample["mask"] = self.load_mask(i)
+        except OSError as e:  # BadItem, and any other failure to read the item's files
+            sample.update(image=None, error=str(e))
         if self.with_masks:
-            sample["mask"] = None
-            if sample["error"] is None:
-                sample["mask"], sample["error"] = self._safe_mask(i, sample["image"].shape[:2])
+            sample.setdefault("mask", None)
         if self.with_boxes:
-            b = self.load_boxes(i)
+            b = self._boxes(i)
             sample.update(boxes=b["boxes"], box_labels=b["labels"], box_difficult=b["difficult"])
-        if sample["error"] is not None:
-            sample["image"] = None
-            log.warning("%s: %s", type(self).__name__, sample["error"])
         return sample
-
-    def _safe_mask(self, i: int, hw: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
-        try:
-            mask = self.load_mask(i)
-        except (OSError, ValueError) as e:
-            return None, f"unreadable mask {self.ids[i]!r}: {e}"
-        if mask.shape != tuple(hw):
-            return None, f"mask of {self.ids[i]!r} is {mask.shape}, image is {tuple(hw)}"
-        return mask, None
 
     def coco_gt(self):
         """GT boxes as an in-memory ``pycocotools.coco.COCO`` so that ``COCOeval`` scores results directly.
@@ -190,15 +310,20 @@ class WSLDataset(torch.utils.data.Dataset, abc.ABC):
         Image ids come from :meth:`coco_image_id`, category ids from ``category_ids``; every box is a
         non-crowd annotation with ``bbox = [x0, y0, x1 - x0 + 1, y1 - y0 + 1]`` and ``area = w * h``.
         VOC ``difficult`` boxes are kept as ordinary boxes (COCOeval has no such flag) and carry a
-        ``difficult`` field for callers that want to filter them.
+        ``difficult`` field for callers that want to filter them. Items in ``problems`` have no box.
         """
         if not self.has_boxes:
             raise ValueError(f"{self!r} has no boxes to build a COCO ground truth from")
         images, anns = [], []
         for i, image_id in enumerate(self.ids):
-            h, w = self.image_size(i)
+            if i in self.problems:
+                continue
+            try:
+                h, w = self.image_size(i)
+            except BadItem:
+                continue
             images.append({"id": self.coco_image_id(i), "file_name": image_id, "height": h, "width": w})
-            b = self.load_boxes(i)
+            b = self._boxes(i)
             for (x0, y0, x1, y1), k, d in zip(b["boxes"].tolist(), b["labels"].tolist(), b["difficult"]):
                 bw, bh = x1 - x0 + 1, y1 - y0 + 1
                 anns.append(

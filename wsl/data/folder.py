@@ -22,7 +22,9 @@ Example ``labels.csv``::
     empty_3,
 
 Only the ids listed in labels.csv are used (other images in ``images/`` are ignored). Category ids are
-``1..C`` in class order.
+``1..C`` in class order. Image sizes come from the image headers (EXIF orientation applied). A box of
+``boxes.csv`` that reaches beyond its image is clipped to it (one warning for the split); an inverted box
+(``x1 < x0``) makes its image a bad item (skipped and counted, README "Bad input").
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from wsl import io
-from wsl.data.base import DatasetNotFoundError, WSLDataset, make_boxes, read_image_checked, require
+from wsl.data.base import BoxClipper, DatasetNotFoundError, WSLDataset, header_size, make_boxes, require
+from wsl.errors import BadItem
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class FolderDataset(WSLDataset):
         split: a name in ``splits/`` (any name when there is no ``splits/`` folder).
         with_masks, with_boxes: add ``"mask"`` / boxes to samples (``masks/`` / ``boxes.csv`` required).
         class_names: the classes in index order; must agree with ``classes.txt`` when both are given.
+        min_side: images smaller than this on a side are bad items.
     """
 
     def __init__(
@@ -78,8 +81,9 @@ class FolderDataset(WSLDataset):
         with_masks: bool = False,
         with_boxes: bool = False,
         class_names: Sequence[str] | None = None,
+        min_side: int = 1,
     ) -> None:
-        super().__init__(split, with_masks, with_boxes)
+        super().__init__(split, with_masks, with_boxes, min_side)
         self.root = Path(root)
         require(self.root, "folder dataset root", FOLDER_LAYOUT)
         require(self.root / "images", "image folder", FOLDER_LAYOUT)
@@ -101,7 +105,7 @@ class FolderDataset(WSLDataset):
         self.has_masks = (self.root / "masks").is_dir()
         self.has_boxes = (self.root / "boxes.csv").is_file()
         self._check_requests()
-        self._boxes = self._read_boxes(index) if self.has_boxes else {}
+        self._box_records = self._read_boxes(index) if self.has_boxes else {}
 
     def _classes(self, given: Sequence[str] | None, names: dict[str, list[str]]) -> list[str]:
         used = sorted({n for ns in names.values() for n in ns})
@@ -149,7 +153,9 @@ class FolderDataset(WSLDataset):
 
     def _read_boxes(self, index: dict[str, int]) -> dict[str, dict[str, np.ndarray]]:
         path = self.root / "boxes.csv"
-        per_id: dict[str, list[tuple[list[int], int, bool]]] = {i: [] for i in self.ids}
+        position = {image_id: i for i, image_id in enumerate(self.ids)}
+        per_id: dict[str, list[tuple[tuple[int, ...], int, bool]]] = {i: [] for i in self.ids}
+        clip = BoxClipper(path)
         for n, row in enumerate(_read_csv(path, ("id", "class", "x0", "y0", "x1", "y1")), start=2):
             if row["id"] not in per_id:
                 continue  # a box of an image of another split
@@ -160,9 +166,20 @@ class FolderDataset(WSLDataset):
                 difficult = bool(int(row.get("difficult") or 0))
             except ValueError as e:
                 raise ValueError(f"{path}:{n}: coordinates must be integers ({e})") from e
-            if box[2] < box[0] or box[3] < box[1] or min(box) < 0:
-                raise ValueError(f"{path}:{n}: invalid box {box} (0-based inclusive, x0<=x1, y0<=y1)")
-            per_id[row["id"]].append((box, index[row["class"]], difficult))
+            i = position[row["id"]]
+            if box[2] < box[0] or box[3] < box[1]:
+                self.problems.setdefault(
+                    i, f"{path}:{n}: inverted box {box} (0-based inclusive, x0<=x1, y0<=y1)"
+                )
+                continue
+            try:
+                hw = self.image_size(i)
+            except BadItem:
+                hw = (0, 0)  # the image is unreadable: the item is skipped when it is read
+            clipped = clip(row["id"], box, hw)
+            if clipped is not None:
+                per_id[row["id"]].append((clipped, index[row["class"]], difficult))
+        clip.report()
         return {
             i: make_boxes([b[0] for b in v], [b[1] for b in v], [b[2] for b in v]) for i, v in per_id.items()
         }
@@ -171,22 +188,22 @@ class FolderDataset(WSLDataset):
         return self._labels
 
     def image_size(self, i: int) -> tuple[int, int]:
-        """(H, W) from the image header (no decoding); cached."""
+        """(H, W) from the image header (no decoding, EXIF orientation applied); cached."""
         if i not in self._sizes:
-            with Image.open(self._files[i]) as img:
-                self._sizes[i] = (img.size[1], img.size[0])
+            self._sizes[i] = header_size(self._files[i])
         return self._sizes[i]
 
-    def load_image(self, i: int) -> np.ndarray:
-        return read_image_checked(self._files[i])
+    def size_source(self, i: int) -> str:
+        return "its header"
 
-    def load_mask(self, i: int) -> np.ndarray:
-        path = self.root / "masks" / f"{self.ids[i]}.png"
-        mask = io.read_label_png(path)
-        bad = (mask > len(self.class_names)) & (mask != 255)
-        if bad.any():
-            raise ValueError(f"{path}: values {np.unique(mask[bad])[:5]} are not classes")
-        return mask
+    def image_path(self, i: int) -> Path:
+        return self._files[i]
 
-    def load_boxes(self, i: int) -> dict[str, np.ndarray]:
-        return dict(self._boxes[self.ids[i]])
+    def mask_source(self, i: int) -> str:
+        return f"mask {self.root / 'masks' / (self.ids[i] + '.png')}"
+
+    def _mask(self, i: int) -> np.ndarray:
+        return io.read_label_png(self.root / "masks" / f"{self.ids[i]}.png")
+
+    def _boxes(self, i: int) -> dict[str, np.ndarray]:
+        return self._box_records[self.ids[i]]

@@ -25,11 +25,39 @@ def resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def fit_side(size_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(h, w) of an (H, W) image scaled down (aspect kept) so that its longer side is at most ``max_side``;
+    (H, W) itself when it already fits or ``max_side`` is None (the memory guard, ``dataset.max_side``)."""
+    h, w = (int(v) for v in size_hw)
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    f = max_side / max(h, w)
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """An (H, W, 3) uint8 image at :func:`fit_side` (area interpolation, no aliasing); itself if it fits."""
+    h, w = fit_side(image.shape[:2], max_side)
+    if (h, w) == image.shape[:2]:
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def upsample_labels(labels: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """An (h, w) uint8 label map brought to (H, W) by nearest neighbour (labels are never blended)."""
+    h, w = size_hw
+    if labels.shape[:2] == (h, w):
+        return labels
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
 class TrainTransform:
     """Classification augmentation: random scale and crop to ``size``, horizontal flip, colour jitter.
 
     The crop keeps at least ``min_area`` of the image, so that objects are rarely cut away entirely
-    (their image-level label would then be wrong).
+    (their image-level label would then be wrong). ``__call__(image, rng)`` draws from ``rng`` when given
+    (training passes one per (seed, epoch, image), so a resumed run augments exactly as an uninterrupted
+    one, whatever the worker processes), else from the transform's own generator.
     """
 
     def __init__(
@@ -45,8 +73,8 @@ class TrainTransform:
         self.min_area, self.jitter = min_area, jitter
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        rng = self.rng
+    def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        rng = self.rng if rng is None else rng
         h, w = image.shape[:2]
         area = rng.uniform(self.min_area, 1.0)
         aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))

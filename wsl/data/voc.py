@@ -14,6 +14,9 @@ hold plain ids (DeepLab-style lines of paths are rejected: keep the stems). Imag
 every ``<name>`` in the XML, difficult objects included; boxes keep the ``difficult`` flag. A mask is read
 from ``SegmentationClass`` when it holds the id, else from ``aug_root``. All annotations are parsed when the
 dataset is built; a missing image file is not checked there but reported per sample (skipped and counted).
+A malformed XML or an inverted box makes its item a bad item (skipped and counted); boxes beyond the
+XML's ``<size>`` are clipped to it (one warning for the split); an XML whose ``<size>`` disagrees with its
+image makes the image a bad item when it is read.
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from wsl import io
-from wsl.data.base import DatasetNotFoundError, WSLDataset, make_boxes, read_image_checked, require
+from wsl.data.base import BoxClipper, DatasetNotFoundError, WSLDataset, header_size, make_boxes, require
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -64,8 +66,9 @@ class VOCDataset(WSLDataset):
         with_boxes: bool = False,
         class_names: Sequence[str] | None = None,
         aug_root: str | os.PathLike | None = None,
+        min_side: int = 1,
     ) -> None:
-        super().__init__(split, with_masks, with_boxes)
+        super().__init__(split, with_masks, with_boxes, min_side)
         self.root = Path(root)
         self.class_names = list(class_names) if class_names is not None else list(VOC_CLASSES)
         self.category_ids = list(range(1, len(self.class_names) + 1))
@@ -92,22 +95,41 @@ class VOCDataset(WSLDataset):
         index = {n: k for k, n in enumerate(self.class_names)}
         self._labels = np.zeros((len(self.ids), len(self.class_names)), dtype=np.float32)
         self._sizes: list[tuple[int, int]] = []
-        self._boxes: list[dict[str, np.ndarray]] = []
+        self._box_records: list[dict[str, np.ndarray]] = []
+        clip = BoxClipper(self.root / "Annotations")
         for i, image_id in enumerate(self.ids):
             path = require(self.root / "Annotations" / f"{image_id}.xml", "VOC annotation", VOC_LAYOUT)
             try:
                 ann = io.read_voc_xml(path)
             except (ET.ParseError, ValueError, AttributeError, TypeError) as e:
-                raise ValueError(f"{path}: malformed VOC annotation ({e})") from e
+                self.problems[i] = f"{path}: malformed VOC annotation ({' '.join(str(e).split())})"
+                ann = {"size": (0, 0), "objects": []}
             unknown = sorted({o["name"] for o in ann["objects"]} - index.keys())
             if unknown:
                 raise ValueError(f"{path}: unknown class names {unknown}; classes are {self.class_names}")
-            ks = [index[o["name"]] for o in ann["objects"]]
-            self._labels[i, ks] = 1.0
+            objects = self._boxed_objects(i, path, ann, clip)
+            self._labels[i, [index[o["name"]] for o in ann["objects"]]] = 1.0  # difficult ones included
             self._sizes.append(tuple(ann["size"]))
-            self._boxes.append(
-                make_boxes([o["bbox"] for o in ann["objects"]], ks, [o["difficult"] for o in ann["objects"]])
+            self._box_records.append(
+                make_boxes(
+                    [o["bbox"] for o in objects],
+                    [index[o["name"]] for o in objects],
+                    [o["difficult"] for o in objects],
+                )
             )
+        clip.report()
+
+    def _boxed_objects(self, i: int, path: Path, ann: dict, clip: BoxClipper) -> list[dict]:
+        """The objects of image ``i`` with their boxes clipped to the XML's size (those entirely outside
+        dropped); none when a box is inverted, which makes the item a bad one."""
+        inverted = [
+            o["bbox"] for o in ann["objects"] if o["bbox"][2] < o["bbox"][0] or o["bbox"][3] < o["bbox"][1]
+        ]
+        if inverted:
+            self.problems[i] = f"{path}: inverted box {list(inverted[0])} (xmax < xmin or ymax < ymin)"
+            return []
+        clipped = [{**o, "bbox": clip(self.ids[i], o["bbox"], ann["size"])} for o in ann["objects"]]
+        return [o for o in clipped if o["bbox"] is not None]
 
     def _mask_path(self, i: int) -> Path:
         own = self.root / "SegmentationClass" / f"{self.ids[i]}.png"
@@ -128,20 +150,20 @@ class VOCDataset(WSLDataset):
     def image_size(self, i: int) -> tuple[int, int]:
         h, w = self._sizes[i]
         if h <= 0 or w <= 0:  # a few XMLs lack <size>: read the image header (cheap, no decoding)
-            with Image.open(self.root / "JPEGImages" / f"{self.ids[i]}.jpg") as img:
-                w, h = img.size
-            self._sizes[i] = (h, w)
+            h, w = self._sizes[i] = header_size(self.image_path(i))
         return h, w
 
-    def load_image(self, i: int) -> np.ndarray:
-        return read_image_checked(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+    def size_source(self, i: int) -> str:
+        return f"{self.root / 'Annotations' / (self.ids[i] + '.xml')} <size>"
 
-    def load_mask(self, i: int) -> np.ndarray:
-        mask = io.read_label_png(self._mask_path(i))
-        bad = (mask > len(self.class_names)) & (mask != 255)
-        if bad.any():
-            raise ValueError(f"{self._mask_path(i)}: values {np.unique(mask[bad])[:5]} are not classes")
-        return mask
+    def image_path(self, i: int) -> Path:
+        return self.root / "JPEGImages" / f"{self.ids[i]}.jpg"
 
-    def load_boxes(self, i: int) -> dict[str, np.ndarray]:
-        return dict(self._boxes[i])
+    def mask_source(self, i: int) -> str:
+        return f"mask {self._mask_path(i)}"
+
+    def _mask(self, i: int) -> np.ndarray:
+        return io.read_label_png(self._mask_path(i))
+
+    def _boxes(self, i: int) -> dict[str, np.ndarray]:
+        return self._box_records[i]

@@ -16,12 +16,12 @@ processes when each one scored a shard (``indices``).
 from wsl.evaluation.common import MissingMapError, cams_of_labelled
 from wsl.evaluation.labelmaps import (
     LabelEvaluator,
-    LabelledFraction,
-    LabelledFractionEvaluator,
+    SeedCoverage,
+    SeedCoverageEvaluator,
     SeedEvaluator,
-    labelled_fraction,
     score_labels,
     score_seeds,
+    seed_coverage,
 )
 from wsl.evaluation.localization import LocalizationEvaluator, coco_box_ap, evaluate_localization
 from wsl.evaluation.report import save_localization, save_segmentation, summary
@@ -45,8 +45,8 @@ __all__ = [
     "CamMaskResult",
     "LabelEvaluator",
     "LabelResult",
-    "LabelledFraction",
-    "LabelledFractionEvaluator",
+    "SeedCoverage",
+    "SeedCoverageEvaluator",
     "LocalizationEvaluator",
     "LocalizationProtocol",
     "LocalizationResult",
@@ -59,7 +59,7 @@ __all__ = [
     "evaluate_cam_masks",
     "evaluate_localization",
     "evaluate_segmentation",
-    "labelled_fraction",
+    "seed_coverage",
     "save_localization",
     "save_segmentation",
     "score_labels",

@@ -21,6 +21,7 @@ import numpy as np
 
 from wsl import dist
 from wsl.cam.stored import upsample_stored
+from wsl.errors import Failures
 from wsl.progress import track
 
 log = logging.getLogger(__name__)
@@ -95,23 +96,34 @@ def cams_of_labelled(
 
 
 class DatasetEvaluator:
-    """Base of the evaluators: the dataset ``ds`` (not pickled) and the ``missing`` / ``failed`` counts."""
+    """Base of the evaluators: the dataset ``ds`` (not pickled), the ``missing`` / ``failed`` counts and
+    the ``failures`` (``{image id: reason}``) behind ``failed``."""
 
     ds: Any
     missing: int
     failed: int
 
+    @property
+    def failures(self) -> Failures:
+        if "_failures" not in self.__dict__:
+            self._failures = Failures()
+        return self._failures
+
     def add_missing(self, n: int = 1) -> None:
         """Count ``n`` images whose file does not exist (never scored)."""
         self.missing += int(n)
 
-    def add_failed(self, n: int = 1) -> None:
-        """Count ``n`` images whose file is unreadable or inconsistent with the ground truth."""
-        self.failed += int(n)
+    def add_failed(self, image_id: str, reason: object) -> None:
+        """Count image ``image_id``, whose file is unreadable or inconsistent with the ground truth (or
+        whose ground truth is unusable), and log ``reason`` once."""
+        if image_id not in self.failures:
+            self.failed += 1
+        self.failures.add(image_id, reason)
 
     def _merge_counts(self, other: DatasetEvaluator, *names: str) -> None:
         for name in ("missing", "failed", *names):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.merge(other.failures)
         if self.ds is None:
             self.ds = other.ds
 
@@ -163,7 +175,8 @@ def score_files(
     desc: str,
 ) -> None:
     """``acc.update(i, read(folder/<id><suffix>))`` for the images ``indices`` (default all) of ``ds``;
-    absent files counted as missing, unreadable or inconsistent ones as failed (and logged)."""
+    absent files counted as missing, unreadable or inconsistent ones as failed (logged once, with the
+    reason, in ``acc.failures``)."""
     folder = Path(folder)
     for i in track(list(range(len(ds))) if indices is None else list(indices), desc):
         path = folder / f"{ds.ids[i]}{suffix}"
@@ -173,5 +186,4 @@ def score_files(
         try:
             acc.update(i, read(path))  # type: ignore[attr-defined]
         except READ_ERRORS as e:
-            acc.add_failed()
-            log.warning("cannot score %s: %s", path, e)
+            acc.add_failed(ds.ids[i], e if str(path) in str(e) else f"{path}: {e}")

@@ -32,10 +32,10 @@ from wsl.metrics.segmentation import ConfusionAccumulator, SeedScoreAccumulator
 
 __all__ = [
     "LabelEvaluator",
-    "LabelledFraction",
-    "LabelledFractionEvaluator",
+    "SeedCoverage",
+    "SeedCoverageEvaluator",
     "SeedEvaluator",
-    "labelled_fraction",
+    "seed_coverage",
     "score_labels",
     "score_seeds",
 ]
@@ -78,7 +78,6 @@ class SeedEvaluator(_LabelMapEvaluator):
         s = self.acc.compute()
         return SeedResult(
             coverage=or_none(s.coverage),
-            labelled_fraction=or_none(s.labelled_fraction),
             mean_precision=or_none(s.mean_precision),
             precision=by_name(s.precision, self.names),
             miou=or_none(s.miou),
@@ -86,6 +85,7 @@ class SeedEvaluator(_LabelMapEvaluator):
             images=self.images,
             missing=self.missing,
             failed=self.failed,
+            failed_items=self.failures.as_dict(),
         )
 
 
@@ -104,21 +104,23 @@ class LabelEvaluator(_LabelMapEvaluator):
             images=self.images,
             missing=self.missing,
             failed=self.failed,
+            failed_items=self.failures.as_dict(),
         )
 
 
 @dataclass(frozen=True)
-class LabelledFraction:
-    """Labelled seed pixels / all pixels of the seed PNGs (None when none was read); needs no ground truth."""
+class SeedCoverage:
+    """Seed coverage: labelled seed pixels / all pixels of the seed PNGs (None when none was read); needs
+    no ground truth, and is the same number as :attr:`SeedResult.coverage`."""
 
-    labelled_fraction: float | None
+    coverage: float | None
     images: int
     missing: int
     failed: int
 
 
-class LabelledFractionEvaluator(DatasetEvaluator):
-    """The labelled fraction of the seeds of ``ds`` (any split, masks or not): ``update(i, seed)``."""
+class SeedCoverageEvaluator(DatasetEvaluator):
+    """The coverage of the seeds of ``ds`` (any split, masks or not): ``update(i, seed)``."""
 
     def __init__(self, ds) -> None:
         self.ds = ds
@@ -131,16 +133,24 @@ class LabelledFractionEvaluator(DatasetEvaluator):
         self.total += int(seed.size)
         self.images += 1
 
-    def merge(self, other: LabelledFractionEvaluator) -> LabelledFractionEvaluator:
+    def merge(self, other: SeedCoverageEvaluator) -> SeedCoverageEvaluator:
         """Add another evaluator's counts; returns self."""
         check_mergeable(self, other)
         self._merge_counts(other, "labelled", "total", "images")
         return self
 
-    def compute(self) -> LabelledFraction:
-        """:class:`LabelledFraction`."""
+    def compute(self) -> SeedCoverage:
+        """:class:`SeedCoverage`."""
         frac = self.labelled / self.total if self.total else None
-        return LabelledFraction(frac, self.images, self.missing, self.failed)
+        return SeedCoverage(frac, self.images, self.missing, self.failed)
+
+
+def _score_pngs(acc, ds, folder, indices, reduce: Reduce, what: str):
+    """Feed the PNGs ``folder/<id>.png`` of ``indices`` to ``acc``, reduce over ranks, log the gaps."""
+    score_files(acc, ds, folder, ".png", io.read_label_png, indices, f"score {what} {ds.split}")
+    acc = reduced(acc, reduce, ds)
+    log_gaps(what, folder, acc.images, acc.missing, acc.failed)
+    return acc.compute()
 
 
 def score_seeds(
@@ -148,11 +158,7 @@ def score_seeds(
 ) -> SeedResult:
     """Score the seed PNGs ``folder/<id>.png`` (255 = no label) of ``ds`` (with masks)."""
     require_masks(ds)
-    acc = SeedEvaluator(ds)
-    score_files(acc, ds, folder, ".png", io.read_label_png, indices, f"score seeds {ds.split}")
-    acc = reduced(acc, reduce, ds)
-    log_gaps("seeds", folder, acc.images, acc.missing, acc.failed)
-    return acc.compute()
+    return _score_pngs(SeedEvaluator(ds), ds, folder, indices, reduce, "seeds")
 
 
 def score_labels(
@@ -160,19 +166,11 @@ def score_labels(
 ) -> LabelResult:
     """Score the pseudo-label PNGs ``folder/<id>.png`` of ``ds`` (with masks)."""
     require_masks(ds)
-    acc = LabelEvaluator(ds)
-    score_files(acc, ds, folder, ".png", io.read_label_png, indices, f"score labels {ds.split}")
-    acc = reduced(acc, reduce, ds)
-    log_gaps("label maps", folder, acc.images, acc.missing, acc.failed)
-    return acc.compute()
+    return _score_pngs(LabelEvaluator(ds), ds, folder, indices, reduce, "label maps")
 
 
-def labelled_fraction(
+def seed_coverage(
     ds, folder: str | os.PathLike, indices: Iterable[int] | None = None, reduce: Reduce = None
 ) -> float | None:
     """Labelled seed pixels / all pixels of the seed PNGs ``folder/<id>.png`` (None when none exists)."""
-    acc = LabelledFractionEvaluator(ds)
-    score_files(acc, ds, folder, ".png", io.read_label_png, indices, f"seed coverage {ds.split}")
-    acc = reduced(acc, reduce, ds)
-    log_gaps("seeds", folder, acc.images, acc.missing, acc.failed)
-    return acc.compute().labelled_fraction
+    return _score_pngs(SeedCoverageEvaluator(ds), ds, folder, indices, reduce, "seeds").coverage

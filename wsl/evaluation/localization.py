@@ -162,6 +162,7 @@ class LocalizationEvaluator(DatasetEvaluator):
             skipped_images=r_loc.skipped_images,
             missing=self.missing,
             failed=self.failed,
+            failed_items=self.failures.as_dict(),
             thresholds=r_v1.thresholds,
             box_acc_v1=r_v1.box_acc[d1],
             box_acc_v2={str(d): curve for d, curve in r_v2.box_acc.items()},
@@ -200,12 +201,11 @@ def evaluate_localization(
             acc.add_missing()
             continue
         try:
-            acc.update(i, load_full(path))
+            acc.update(i, load_full(path, num_classes=ds.num_classes))
         except MissingMapError:
             raise
         except READ_ERRORS as e:
-            acc.add_failed()
-            log.warning("cannot score %s: %s", path, e)
+            acc.add_failed(ds.ids[i], e if str(path) in str(e) else f"{path}: {e}")
     acc = reduced(acc, reduce, ds)
     if (acc.missing or acc.failed) and dist.is_main():
         log.warning(

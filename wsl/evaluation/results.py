@@ -89,6 +89,7 @@ class LocalizationResult:
     pr_precision: np.ndarray | None
     pr_recall: np.ndarray | None
     protocol: LocalizationProtocol
+    failed_items: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> why it failed
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``metrics.json`` (strict JSON: NaN -> null, arrays -> lists)."""
@@ -116,6 +117,7 @@ class LocalizationResult:
             "skipped_images": self.skipped_images,
             "missing": self.missing,
             "failed": self.failed,
+            "failed_items": self.failed_items,
             "fixed_thresholds": {
                 "gradcam_box_fraction": p.loc_threshold,
                 "iou": p.iou_threshold,
@@ -164,6 +166,7 @@ class LocalizationResult:
             pr_precision=None if c.get("pr_precision") is None else _floats(c["pr_precision"]),
             pr_recall=None if c.get("pr_recall") is None else _floats(c["pr_recall"]),
             protocol=LocalizationProtocol(**proto),
+            failed_items=dict(d.get("failed_items") or {}),
         )
 
 
@@ -191,19 +194,19 @@ class CamMaskResult:
     missing: int
     failed: int
     missing_maps: int
+    failed_items: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SeedResult:
     """Seeds (255 = no label) against ground truth; fractions, None when undefined (nothing scored).
 
-    coverage: labelled seed pixels / non-void GT pixels; labelled_fraction: labelled seed pixels / all
-    pixels; precision (by name, None for a class the seeds never use) and its mean; miou and per_class_iou
+    coverage: labelled seed pixels / all pixels (wsl's one definition, the same without GT);
+    precision (by name, None for a class the seeds never use) and its mean; miou and per_class_iou
     over labelled, non-void pixels only.
     """
 
     coverage: float | None
-    labelled_fraction: float | None
     mean_precision: float | None
     precision: dict[str, float | None]
     miou: float | None
@@ -211,6 +214,7 @@ class SeedResult:
     images: int
     missing: int
     failed: int
+    failed_items: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,7 @@ class LabelResult:
     images: int
     missing: int
     failed: int
+    failed_items: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,7 +263,9 @@ class SegmentationResult:
                 per_class_iou_tuned=c.per_class_iou_tuned,
                 sweep={"thresholds": c.sweep_thresholds, "miou": c.sweep_miou},
             )
-            out["cams"] = {k: getattr(c, k) for k in ("images", "missing", "failed", "missing_maps")}
+            out["cams"] = {
+                k: getattr(c, k) for k in ("images", "missing", "failed", "missing_maps", "failed_items")
+            }
         else:
             out["cams"] = None
         out["seeds"] = None if self.seeds is None else dataclasses.asdict(self.seeds)
@@ -281,6 +288,7 @@ class SegmentationResult:
                 sweep_thresholds=_floats(d["sweep"]["thresholds"]),
                 sweep_miou=_floats(d["sweep"]["miou"]),
                 **{k: int(d["cams"][k]) for k in ("images", "missing", "failed", "missing_maps")},
+                failed_items=dict(d["cams"].get("failed_items") or {}),
             )
         return cls(
             split=d["split"],

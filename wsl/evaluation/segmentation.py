@@ -15,6 +15,7 @@ they never enter a matrix. Every value is a fraction in ``[0, 1]``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -110,6 +111,7 @@ class CamMaskEvaluator(DatasetEvaluator):
             missing=self.missing,
             failed=self.failed,
             missing_maps=self.missing_maps,
+            failed_items=self.failures.as_dict(),
         )
 
 
@@ -133,7 +135,8 @@ def evaluate_cam_masks(
     """
     require_masks(ds)
     acc = CamMaskEvaluator(ds, threshold, thresholds)
-    score_files(acc, ds, cams_dir, ".npz", io.load_cams, indices, f"eval segmentation {ds.split}")
+    read = functools.partial(io.load_cams, num_classes=ds.num_classes)
+    score_files(acc, ds, cams_dir, ".npz", read, indices, f"eval segmentation {ds.split}")
     acc = reduced(acc, reduce, ds)
     log_gaps("CAM files", cams_dir, acc.images, acc.missing, acc.failed)
     return acc.compute()

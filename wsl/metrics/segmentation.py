@@ -261,8 +261,8 @@ class ThresholdSweep:
 class SeedScores:
     """Quality of seeds (255 = unlabelled) against ground truth; every value a fraction in ``[0, 1]``.
 
-    coverage: labelled seed pixels among non-void GT pixels (the share of the scored area the seeds cover).
-    labelled_fraction: labelled seed pixels among all pixels (needs no GT).
+    coverage: labelled seed pixels among all pixels (the one definition wsl uses: it needs no GT, so
+        stage=seeds, stage=eval and a split without masks all report the same number).
     precision: ``(n,)`` per class, of the pixels the seeds label c (on non-void GT), the fraction whose GT is
         c; NaN for a class the seeds never use. mean_precision is its nanmean.
     miou, per_class_iou: mIoU of the confusion matrix over labelled, non-void pixels only (``(n,)``).
@@ -270,7 +270,6 @@ class SeedScores:
     """
 
     coverage: float
-    labelled_fraction: float
     precision: np.ndarray
     mean_precision: float
     miou: float
@@ -285,7 +284,6 @@ class SeedScoreAccumulator:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.conf = np.zeros((num_classes, num_classes), dtype=np.int64)
-        self.valid_pixels = 0  # non-void GT pixels
         self.total_pixels = 0
         self.labelled_pixels = 0  # labelled seed pixels, all of them
 
@@ -297,10 +295,8 @@ class SeedScoreAccumulator:
             raise ValueError(f"gt shape {gt.shape} != seed shape {seed.shape}")
         _check_labels("seed", seed, self.num_classes, self.ignore_index)
         labelled = seed != self.ignore_index
-        valid = gt != self.ignore_index
-        both = labelled & valid
+        both = labelled & (gt != self.ignore_index)
         self.conf += confusion_matrix(gt[both], seed[both], self.num_classes, self.ignore_index)
-        self.valid_pixels += int(valid.sum())
         self.total_pixels += int(seed.size)
         self.labelled_pixels += int(labelled.sum())
 
@@ -308,7 +304,6 @@ class SeedScoreAccumulator:
         """Add the counts of another accumulator (e.g. from another process); returns self."""
         check_mergeable(self, other, "num_classes", "ignore_index")
         self.conf += other.conf
-        self.valid_pixels += other.valid_pixels
         self.total_pixels += other.total_pixels
         self.labelled_pixels += other.labelled_pixels
         return self
@@ -323,8 +318,7 @@ class SeedScoreAccumulator:
         scores = miou(conf)
         nan = float("nan")
         return SeedScores(
-            coverage=float(conf.sum()) / self.valid_pixels if self.valid_pixels else nan,
-            labelled_fraction=self.labelled_pixels / self.total_pixels if self.total_pixels else nan,
+            coverage=self.labelled_pixels / self.total_pixels if self.total_pixels else nan,
             precision=precision,
             mean_precision=float(precision[used].mean()) if used.any() else nan,
             miou=scores.miou,

@@ -26,6 +26,7 @@ STAGES: dict[str, str] = {
     "eval": "wsl.stages.eval",
     "benchmark": "wsl.stages.benchmark",
     "visualize": "wsl.stages.visualize",
+    "explain": "wsl.stages.explain",
 }
 
 # stage -> the stages whose outputs it reads (for the same run, CAM method and split).
@@ -39,12 +40,36 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "eval": ("cams",),
     "benchmark": ("train",),
     "visualize": ("train",),
+    "explain": ("train",),
 }
 
 # (stage, prerequisite) pairs run first, with the prerequisite's default settings, when missing.
 RUNS_FIRST: frozenset[tuple[str, str]] = frozenset(
-    {("cams", "train"), ("benchmark", "train"), ("visualize", "train")}
+    {("cams", "train"), ("benchmark", "train"), ("visualize", "train"), ("explain", "train")}
 )
+
+
+# stage -> (what it writes under outputs/<run>/, what it does): the stage table of ``--help``.
+WRITES: dict[str, tuple[str, str]] = {
+    "train": ("train/{last,best}.pt", "a multi-label classifier on the image-level labels"),
+    "cams": ("cams/<cam>/<split>/<id>.npz", "class activation maps of every image (trains first if needed)"),
+    "boxes": ("boxes/<cam>/<split>/boxes.json", "maps -> boxes, COCO results format"),
+    "seeds": ("seeds/<cam>/<split>/<id>.png", "maps -> SEC's foreground / background cues"),
+    "sec": ("sec/<cam>/final.pt", "SEC: seed, expand and constrain training of a segmentation network"),
+    "labels": ("labels/<cam>/<split>/<id>.png", "pseudo-labels: the SEC network + a dense CRF"),
+    "eval": ("eval/<cam>/<split>/<task>/", "localization and segmentation scores against the annotations"),
+    "benchmark": ("benchmark/report.html", "every CAM method side by side: quality, faithfulness, cost"),
+    "visualize": ("visualize/<split>/", "overlays of chosen images: methods, layers, failures"),
+    "explain": ("explain/<stem>.png", "your own image (or folder): its top classes, one overlay each"),
+}
+
+
+def stage_table() -> str:
+    """The stages, what each reads and writes, one line each (for ``--help``)."""
+    rows = [("stage", "reads", "writes", "what it does")]
+    rows += [(n, ", ".join(NEEDS[n]) or "dataset", *WRITES[n]) for n in STAGES]
+    width = [max(len(r[k]) for r in rows) for k in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, [*width, 0])).rstrip() for r in rows)
 
 
 def load_stage(name: str) -> ModuleType:

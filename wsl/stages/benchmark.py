@@ -4,9 +4,10 @@ For every method of ``stage.methods`` (default: all of ``wsl.cam.METHODS``) it m
 boxes and eval would, with their default options and in their folders, reusing what is on disk
 (:func:`wsl.benchmark.run_chain`): the maps of the first ``stage.limit`` images, the boxes, the
 localization and segmentation evaluations; then it probes faithfulness, sanity and cost on the first
-images (:class:`wsl.benchmark.Probes`). The table is built from the evaluators' typed results. Writes
-``benchmark.csv`` and ``results.json`` (fractions), ``benchmark.md``, ``plots/``, ``gallery/``,
-``report.html`` (percent on display) and ``manifest.json``. A method that fails is reported, never fatal.
+images (:class:`wsl.benchmark.Probes`). The table is built from the evaluators' typed results, with
+bootstrap intervals over images. Writes ``benchmark.csv`` and ``results.json`` (fractions),
+``benchmark.md``, ``plots/``, ``gallery/``, ``report.html`` (percent on display) and ``manifest.json``.
+A method that fails is reported, never fatal.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def _chain(cfg: DictConfig, m: str) -> tuple[bm.ChainSettings, dict[str, DictCon
         miou_threshold=float(ev.miou_threshold),
         thresholds=sweep_thresholds(ev.sweep_start, ev.sweep_stop, ev.sweep_step),
         num_workers=int(cfg.num_workers),
+        seed=int(cfg.seed),
     )
     return settings, configs
 
@@ -71,7 +73,7 @@ def _method(cfg: DictConfig, m: str, ds, model: torch.nn.Module, device, probes:
         common.write_manifest(folder, configs[step], started, **counts)
 
     res = bm.run_chain(ds, lay, m, split, model, device, settings, manifest)
-    row = bm.quality_row(res.localization, res.segmentation)
+    row = bm.quality_row(res.localization, res.segmentation, res.intervals)
     cams = lay.cams(m, split) if res.status["cams"] in OK else None
     status = dict(res.status)
     row |= probes.measure(settings.cams.method, cams, status)
@@ -122,6 +124,7 @@ def run(cfg: DictConfig) -> dict:
         "subtitle": f"{n} images, target layer {probes.layer}, {device.type}, run {cfg.run}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}",
         "notes": probes.notes(),
+        "identical_maps": probes.identical_maps(),
     }
     report = bm.write_benchmark(out, rows, meta, blocks, bm.gallery(ds, lay, methods, split, picks, out))
     tab, failed = bm.table(rows), bm.failed_methods(rows)

@@ -3,7 +3,10 @@
 The file is in COCO's results format (:mod:`wsl.localization.coco`), so that
 ``pycocotools.cocoeval.COCOeval`` scores it directly against ``dataset.coco_gt()``: one box per
 (image, class) for the classes stage=cams stored (the labelled and the top-k predicted ones). Under
-torchrun each rank boxes its share of the images and rank 0 writes the merged, sorted file.
+torchrun each rank boxes its share of the images and rank 0 writes the merged, sorted file. Damaged CAM
+files are skipped and counted (``failed_items``); more than ``stage.max_failed`` of the split is one error
+line. Maps of images longer than ``dataset.max_side`` are boxed at that size, boxes reported at the
+original size.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ def run(cfg: DictConfig) -> dict:
     ds = common.build_dataset(cfg, split)
     threshold = None if st.threshold_method == "otsu" else float(st.threshold)
     mine = dist.shard(list(range(len(ds))))
-    part = dataset_boxes(
-        ds, cams, mine, threshold, st.threshold_method, st.box_mode, f"boxes {cfg.cam.name} {split}"
-    )
+    part = dataset_boxes(ds, cams, mine, threshold, st.threshold_method, st.box_mode,
+                         f"boxes {cfg.cam.name} {split}", cfg.dataset.max_side)  # fmt: skip
     boxes = dist.merge_all(part)
+    boxes.failures.check(len(ds), float(st.max_failed), f"boxes {cfg.cam.name}/{split}")
     if dist.is_main():
         records = boxes.sorted_records()
         io.write_json(out, records, indent=None)
@@ -45,7 +48,8 @@ def run(cfg: DictConfig) -> dict:
             started,
             done=boxes.done,
             skipped=boxes.missing,
-            failed=0,
+            failed=len(boxes.failures),
+            failed_items=boxes.failures.as_dict(),
             boxes=len(records),
             maps_without_box=boxes.empty,
         )
@@ -53,4 +57,5 @@ def run(cfg: DictConfig) -> dict:
             "boxes %s/%s: %d boxes from %d images -> %s", cfg.cam.name, split, len(records), boxes.done, out
         )
     dist.barrier()
-    return {"images": boxes.done, "missing": boxes.missing, "boxes": len(boxes.records)}
+    return {"images": boxes.done, "missing": boxes.missing, "failed": len(boxes.failures),
+            "boxes": len(boxes.records)}  # fmt: skip

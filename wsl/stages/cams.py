@@ -2,8 +2,11 @@
 
 Writes ``cams/<cam>/<split>/<id>.npz`` (:func:`wsl.io.save_cams`, made by :func:`wsl.cam.write_dataset_cams`)
 and ``manifest.json`` with the counts, the speed and, where the split has masks, the CAM mIoU at the fixed
-background threshold (IRN's protocol). Complete files are skipped on a re-run; under torchrun the images
-are sharded across processes.
+background threshold (IRN's protocol). Complete files (:func:`wsl.io.check_cams`: readable, every array,
+consistent shapes, finite values) are skipped on a re-run and damaged ones made again; under torchrun the
+images are sharded across processes. Unusable images are skipped and counted (``failed_items`` in the
+manifest); more than ``stage.max_failed`` of the split is one error line. Images longer than
+``dataset.max_side`` are downscaled for the model, their maps stored for the original size.
 """
 
 from __future__ import annotations
@@ -15,10 +18,28 @@ from omegaconf import DictConfig
 
 from wsl import dist, io
 from wsl.cam import write_dataset_cams
+from wsl.errors import BadItem
 from wsl.evaluation import evaluate_cam_masks
 from wsl.stages import common
 
 log = logging.getLogger(__name__)
+
+
+def _complete(folder, num_classes: int):
+    """``is_done(image_id)`` for :func:`common.pending`: a damaged file is named and made again."""
+
+    def is_done(image_id: str) -> bool:
+        path = folder / f"{image_id}.npz"
+        if not path.is_file():
+            return False
+        try:
+            io.check_cams(path, num_classes)
+        except BadItem as e:
+            log.warning("%s: made again", e)
+            return False
+        return True
+
+    return is_done
 
 
 def run(cfg: DictConfig) -> dict:
@@ -31,14 +52,8 @@ def run(cfg: DictConfig) -> dict:
     out = common.layout(cfg).cams(cfg.cam.name, split)
     model = common.load_classifier(cfg, device)
     ds = common.build_dataset(cfg, split)
-    mine, todo, skipped = common.pending(
-        ds.ids,
-        st.limit,
-        st.overwrite,
-        lambda i: io.is_complete_npz(out / f"{i}.npz"),
-        "complete CAM files",
-        out,
-    )
+    is_done = _complete(out, int(cfg.dataset.num_classes))
+    mine, todo, skipped = common.pending(ds.ids, st.limit, st.overwrite, is_done, "complete CAM files", out)
     counts = write_dataset_cams(
         model,
         ds,
@@ -50,10 +65,11 @@ def run(cfg: DictConfig) -> dict:
         device,
         cfg.num_workers,
         f"cams {cfg.cam.name} {split}",
+        cfg.dataset.max_side,
     )
-    done, failed, skipped, n_maps, slowest = dist.all_reduce_sum(
-        [counts.done, counts.failed, skipped, counts.maps, counts.seconds]
-    )
+    failures = common.settle_failures(cfg, counts.failures, common.first_n(ds, st.limit))
+    done, skipped, n_maps, slowest = dist.all_reduce_sum([counts.done, skipped, counts.maps, counts.seconds])
+    failed = len(failures)
     metrics = {
         "images": int(done),
         "maps": int(n_maps),
@@ -67,9 +83,8 @@ def run(cfg: DictConfig) -> dict:
         except ValueError as e:  # no file of this run could be scored (every image failed)
             log.warning("CAM mIoU not computed: %s", e)
     dist.barrier()
-    common.write_manifest(
-        out, cfg, started, done=int(done), skipped=int(skipped), failed=int(failed), **metrics
-    )
+    common.write_manifest(out, cfg, started, done=int(done), skipped=int(skipped), failed=failed,
+                          failed_items=failures.as_dict(), **metrics)  # fmt: skip
     miou = (
         f", CAM mIoU {100 * metrics['cam_miou']:.1f} % at bg {st.miou_threshold}"
         if "cam_miou" in metrics

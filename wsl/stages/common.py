@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from wsl import CONF_DIR, dist, io
 from wsl.cam import CamSettings
 from wsl.config_schema import register_resolvers, register_schemas
-from wsl.errors import UserError
+from wsl.errors import Failures, UserError
 from wsl.layout import RunLayout
 from wsl.manifest import manifest
 from wsl.models import fit_state_dict
@@ -65,7 +65,8 @@ def build(node: DictConfig, what: str, **kwargs: Any) -> Any:
 
 
 def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_boxes: bool = False):
-    """The dataset of ``split`` as configured, generated first if it is the toy data (rank 0 writes it)."""
+    """The dataset of ``split`` as configured, generated first if it is the toy data (rank 0 writes it);
+    images smaller than ``dataset.min_side`` are bad items."""
     prep = cfg.dataset.get("prepare")
     if prep is not None:
         if dist.is_main():
@@ -80,6 +81,7 @@ def build_dataset(cfg: DictConfig, split: str, with_masks: bool = False, with_bo
             split=split,
             with_masks=with_masks,
             with_boxes=with_boxes,
+            min_side=int(cfg.dataset.min_side),
         )
     except UserError as e:
         raise UserError(str(e).replace("\n", " ")) from None
@@ -99,6 +101,20 @@ def split_name(cfg: DictConfig) -> str:
     """The split a stage works on: ``stage.split``, where ``train``/``val`` name the dataset's own."""
     split = cfg.stage.get("split", "val")
     return {"train": cfg.dataset.train_split, "val": cfg.dataset.val_split}.get(split, split)
+
+
+def first_n(ds, limit: int | None) -> int:
+    """How many images of ``ds`` a stage with ``stage.limit=limit`` works on (all ranks together)."""
+    return len(ds) if limit is None else min(int(limit), len(ds))
+
+
+def settle_failures(cfg: DictConfig, failures: Failures, total: int) -> Failures:
+    """The bad items of every rank; one :class:`UserError` line (README "Bad input") when they are more
+    than ``stage.max_failed`` of the ``total`` items the stage worked on. Call it before the manifest, so
+    that a split with too many bad items is never marked complete."""
+    merged = dist.merge_all(failures)
+    merged.check(total, float(cfg.stage.max_failed), f"{cfg.stage.name} {cfg.cam.name}/{split_name(cfg)}")
+    return merged
 
 
 def pending(ids: list[str], limit: int | None, overwrite: bool, is_done, what: str, out: Path):

@@ -7,7 +7,9 @@ pointing game, MaxBoxAcc V1/V2, PxAP where masks exist, COCO box AP of stage=box
 pseudo-labels of the run where they exist (:func:`wsl.evaluation.evaluate_segmentation`). ``all``: every
 task the dataset has annotations for. Under torchrun each rank scores its share of the images and the
 accumulators are merged, so the figures equal a single process's. Writes ``metrics.json`` (fractions),
-``metrics.md``, plots and ``manifest.json``.
+``metrics.md``, plots and ``manifest.json``. Items that cannot be scored (a damaged CAM file, a mask of the
+wrong size or with values that are no class, an unusable annotation) are skipped and counted
+(``failed_items``); more than ``stage.max_failed`` of the split is one error line.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import time
 from omegaconf import DictConfig
 
 from wsl import dist
-from wsl.errors import UserError
+from wsl.errors import Failures, UserError
 from wsl.evaluation import (
     LocalizationProtocol,
+    MissingMapError,
     evaluate_localization,
     evaluate_segmentation,
     save_localization,
@@ -42,7 +45,11 @@ def _localization(cfg: DictConfig, ds, mine: list[int]):
     if not boxes.is_file():
         log.info("no %s: COCO box AP left out (run stage=boxes to get it)", boxes)
         boxes = None
-    res = evaluate_localization(ds, lay.cams(cam, split), boxes, protocol, mine, dist.merge_all)
+    try:
+        res = evaluate_localization(ds, lay.cams(cam, split), boxes, protocol, mine, dist.merge_all)
+    except MissingMapError as e:  # the maps were made for other labels
+        raise UserError(f"{e} (stage.overwrite=true)") from None
+    Failures(res.failed_items).check(len(ds), float(st.max_failed), f"eval localization {cam}/{split}")
     if dist.is_main():
         save_localization(lay.eval(cam, split, "localization"), res, f"Localization, {cam} on {split}")
     return res, res.images
@@ -56,6 +63,10 @@ def _segmentation(cfg: DictConfig, ds, mine: list[int]):
         res = evaluate_segmentation(ds, *folders, cam, st.miou_threshold, thresholds, mine, dist.merge_all)
     except ValueError as e:  # no CAM file could be scored
         raise UserError(f"cannot evaluate the segmentation of {folders[0]}: {e}") from None
+    bad = Failures(res.cams.failed_items)
+    for part in (res.seeds, res.labels):
+        bad.merge(Failures(part.failed_items if part is not None else {}))
+    bad.check(len(ds), float(st.max_failed), f"eval segmentation {cam}/{split}")
     if dist.is_main():
         save_segmentation(lay.eval(cam, split, "segmentation"), res)
     return res, res.cams.images
@@ -78,7 +89,8 @@ def run(cfg: DictConfig) -> dict:
             continue
         res, images = (_localization if task == "localization" else _segmentation)(cfg, ds, mine)
         out = common.layout(cfg).eval(cam, split, task)
-        common.write_manifest(out, cfg, started, done=int(images))
+        failed = res.failed_items if task == "localization" else res.cams.failed_items
+        common.write_manifest(out, cfg, started, done=int(images), failed=len(failed), failed_items=failed)
         log.info("%s %s/%s: %s -> %s", task, cam, split, summary(res), out)
         results[task] = res.to_json()
     if not results:

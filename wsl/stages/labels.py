@@ -9,7 +9,8 @@ the background and the image's LABELLED classes: the usual practice for pseudo-l
 Writes ``labels/<cam>/<split>/<id>.png`` (VOC palette, 0 background, class index + 1), the list file
 ``<split>.txt`` with one ``image label`` line per image (default ``JPEGImages/<id>.jpg
 SegmentationClassAug/<id>.png``, the DeepLab train_aug list format), ``metrics.json`` (the mIoU where the
-split has masks) and ``manifest.json``. Resumable, sharded.
+split has masks) and ``manifest.json``. Resumable, sharded. An unusable image is skipped and counted
+(``failed_items``); more than ``stage.max_failed`` of the split is one error line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from wsl import dist, io
+from wsl.data.transforms import downscale, upsample_labels
+from wsl.errors import Failures
 from wsl.evaluation import score_labels
 from wsl.progress import track
 from wsl.segmentation import CRFPool, label_job
@@ -45,7 +48,7 @@ def run(cfg: DictConfig) -> dict:
     mine, todo, skipped = common.pending(
         ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "pseudo-labels", out
     )
-    done = failed = 0
+    done, failures = 0, Failures()
     predict_kw = dict(
         size=cfg.segmodel.input_size,
         scales=list(st.scales),
@@ -61,12 +64,11 @@ def run(cfg: DictConfig) -> dict:
         for start in range(0, len(todo), st.batch_size):
             chunk, images = [], []
             for i in todo[start : start + st.batch_size]:
-                try:
-                    images.append(ds.load_image(i))
+                try:  # a huge photo is labelled at max_side, its PNG written at its size
+                    images.append(downscale(ds.load_image(i), cfg.dataset.max_side))
                     chunk.append(i)
-                except OSError as e:
-                    log.warning("skipping %s: %s", ds.ids[i], e)
-                    failed += 1
+                except OSError as e:  # BadItem
+                    failures.add(ds.ids[i], e)
             probs = predict_probs(model, images, **predict_kw) if images else []
             keys = [
                 np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1])
@@ -79,13 +81,15 @@ def run(cfg: DictConfig) -> dict:
                 for im, p, k in zip(images, probs, keys)
             ]
             for i, pred in zip(chunk, pool.imap(label_job, jobs)):
-                io.write_label_png(out / f"{ds.ids[i]}.png", pred)
+                io.write_label_png(out / f"{ds.ids[i]}.png", upsample_labels(pred, ds.image_size(i)))
                 done += 1
             bar.update(len(todo[start : start + st.batch_size]))
-    done, skipped, failed = (int(v) for v in dist.all_reduce_sum([done, skipped, failed]))
+    failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
+    done, skipped = (int(v) for v in dist.all_reduce_sum([done, skipped]))
+    failed = len(failures)
     dist.barrier()
     # <list_image_prefix><id><list_image_suffix> <list_label_prefix><id>.png for each image with a label
-    first = range(len(ds) if st.limit is None else min(st.limit, len(ds)))
+    first = range(common.first_n(ds, st.limit))
     lines = [
         f"{st.list_image_prefix}{ds.ids[i]}{st.list_image_suffix} {st.list_label_prefix}{ds.ids[i]}.png\n"
         for i in first
@@ -108,7 +112,8 @@ def run(cfg: DictConfig) -> dict:
         scores = score_labels(gt, out, mine, dist.merge_all)
         metrics["labels"], metrics["miou"] = asdict(scores), scores.miou
     common.write_metrics(out, metrics)
-    common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed)
+    common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed,
+                          failed_items=failures.as_dict())  # fmt: skip
     miou = f"; mIoU {100 * metrics['miou']:.1f} %" if metrics.get("miou") is not None else ""
     log.info(
         "labels %s/%s: %d written, %d skipped, %d failed%s -> %s (list %s)",

@@ -6,7 +6,8 @@ pooling (d+ 0.996, d- 0, d_bg 0.999 for 41 x 41, rescaled with :func:`~wsl.segme
 and constrain-to-boundary against a dense CRF on the image downscaled to the grid. SGD with momentum and
 SEC's Caffe multipliers (:func:`~wsl.models.deeplab.sec_param_groups`), lr x gamma every ``lr_step``.
 Writes ``sec/<cam>/last.pt`` every ``checkpoint_every`` iterations (a re-run resumes from it, dropout RNG
-included), ``final.pt``, ``history.json``, ``loss.png``, ``metrics.json``, ``manifest.json``. Under
+included), ``final.pt``, ``history.json``, ``loss.png``, ``metrics.json``, ``manifest.json``; the stage is
+done when all of them exist (a re-run after a kill writes the missing ones). Under
 torchrun: DDP, each rank its share of every batch, rank 0 writes. ``metrics.json`` says where the time
 goes (``seconds_per_iteration``, ``crf_share``): the network, or the CRFs between forward and backward.
 """
@@ -38,6 +39,7 @@ from wsl.stages import common
 from wsl.viz import plot_curves
 
 log = logging.getLogger(__name__)
+OUTPUTS = ("final.pt", "history.json", "loss.png", "metrics.json", "manifest.json")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -49,10 +51,10 @@ def run(cfg: DictConfig) -> dict:
     split = common.split_name(cfg)
     lay = common.layout(cfg)
     seeds_dir, out = lay.seeds(cfg.cam.name, split), lay.sec(cfg.cam.name)
-    if (out / "final.pt").is_file() and not st.overwrite:
+    if all((out / name).is_file() for name in OUTPUTS) and not st.overwrite:
         if io.load_checkpoint(out / "final.pt").get("iteration", 0) >= st.iterations:
             log.info("SEC already trained (%s): nothing to do; stage.overwrite=true retrains", out)
-            return io.read_json(out / "metrics.json") if (out / "metrics.json").is_file() else {}
+            return io.read_json(out / "metrics.json")
     ds = common.build_dataset(cfg, split)
     indices = [i for i in range(len(ds)) if (seeds_dir / f"{ds.ids[i]}.png").is_file()]
     if len(indices) < len(ds):
@@ -122,6 +124,6 @@ def run(cfg: DictConfig) -> dict:
         common.write_metrics(out, metrics)
         common.write_manifest(out, cfg, started, done=ran, iterations=it, seconds_per_iteration=per_it)
     dist.barrier()
-    last = {k: round(v, 4) for k, v in (windows[-1] if windows else {}).items()}
-    log.info("sec: %d iterations, last losses %s -> %s", it, last, out / "final.pt")
+    last = ", ".join(f"{k} {windows[-1][k]:.3f}" for k in LOSSES) if windows else "none"
+    log.info("sec: %d iterations; losses of the last %d: %s -> %s", it, st.log_every, last, out / "final.pt")
     return metrics

@@ -14,14 +14,15 @@ of :func:`wsl.segmentation.seed_job`:
 Complete PNGs are skipped on a re-run; under torchrun images are sharded over ranks; seed rules (CRFs for
 ``irn``) run in a process pool of ``crf_processes``. ``metrics.json`` holds ``coverage`` (labelled seed
 pixels / all pixels) and, where the split has masks, the ``seeds`` scores
-(:func:`wsl.evaluation.score_seeds`).
+(:func:`wsl.evaluation.score_seeds`). An unusable image or CAM file (damaged, of another size, without a
+labelled class) is skipped and counted (``failed_items``); more than ``stage.max_failed`` of the split is
+one error line.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import zipfile
 from dataclasses import asdict
 from typing import Any
 
@@ -30,7 +31,9 @@ from omegaconf import DictConfig
 
 from wsl import dist, io
 from wsl.cam import upsample_stored
-from wsl.evaluation import labelled_fraction, score_seeds
+from wsl.data.transforms import downscale, upsample_labels
+from wsl.errors import Failures
+from wsl.evaluation import score_seeds, seed_coverage
 from wsl.progress import track
 from wsl.segmentation import CRFPool, SECSaliency, seed_job
 from wsl.stages import common
@@ -39,22 +42,25 @@ log = logging.getLogger(__name__)
 RULE = ("background", "fg_thresh", "bg_thresh", "bg_fraction", "overlap", "irn_fg", "irn_bg")
 
 
-def _job(ds, i: int, folder, rule: dict, saliency: SECSaliency | None) -> tuple | str:
-    """The job arguments of image ``i``, or a reason to skip it."""
+def _job(ds, i: int, folder, rule: dict, saliency: SECSaliency | None, max_side: int | None) -> tuple | str:
+    """The job arguments of image ``i`` (at most ``max_side`` long: the memory guard), or a reason to skip
+    it."""
+    path = folder / f"{ds.ids[i]}.npz"
     try:
         image = ds.load_image(i)
-        rec = io.load_cams(folder / f"{ds.ids[i]}.npz")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        rec = io.load_cams(path, ds.num_classes)
+    except (OSError, ValueError) as e:  # BadItem: the image or the CAM file
         return str(e)
     hw = tuple(int(v) for v in rec["image_size"])
     if image.shape[:2] != hw:
-        return f"image is {image.shape[:2]}, its CAM file says {hw}"
+        return f"{path}: made for an image of {hw[0]}x{hw[1]}, the image is {image.shape[0]}x{image.shape[1]}"
     present = np.flatnonzero(ds.labels()[i] > 0)
     keep = np.isin(rec["classes"], present)
     if keep.sum() < present.size:
-        return f"no map for labelled classes {sorted(set(present) - set(rec['classes']))}"
+        return f"{path}: no map for labelled classes {sorted(set(present) - set(rec['classes']))}"
+    image = downscale(image, max_side)  # seeds of a huge photo: made smaller, written at its size
     sal = saliency(image) if saliency else None
-    return upsample_stored(rec["maps"][keep], hw), rec["classes"][keep] + 1, image, sal, rule
+    return upsample_stored(rec["maps"][keep], image.shape[:2]), rec["classes"][keep] + 1, image, sal, rule
 
 
 def run(cfg: DictConfig) -> dict:
@@ -74,7 +80,7 @@ def run(cfg: DictConfig) -> dict:
     mine, todo, skipped = common.pending(
         ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "seeds", out
     )
-    done = failed = 0
+    done, failures = 0, Failures()
     chunk = 4 * max(1, st.crf_processes)
     with (
         CRFPool(st.crf_processes if todo else 0) as pool,
@@ -83,18 +89,19 @@ def run(cfg: DictConfig) -> dict:
         for start in range(0, len(todo), chunk):
             jobs, ids = [], []
             for i in todo[start : start + chunk]:
-                args = _job(ds, i, cams, rule, saliency)
+                args = _job(ds, i, cams, rule, saliency, cfg.dataset.max_side)
                 if isinstance(args, str):
-                    log.warning("skipping %s: %s", ds.ids[i], args)
-                    failed += 1
+                    failures.add(ds.ids[i], args)
                     continue
                 jobs.append(args)
-                ids.append(ds.ids[i])
-            for image_id, seeds in zip(ids, pool.imap(seed_job, jobs)):
-                io.write_label_png(out / f"{image_id}.png", seeds)
+                ids.append(i)
+            for k, seeds in zip(ids, pool.imap(seed_job, jobs)):
+                io.write_label_png(out / f"{ds.ids[k]}.png", upsample_labels(seeds, ds.image_size(k)))
                 done += 1
             bar.update(len(todo[start : start + chunk]))
-    done, skipped, failed = (int(v) for v in dist.all_reduce_sum([done, skipped, failed]))
+    failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
+    done, skipped = (int(v) for v in dist.all_reduce_sum([done, skipped]))
+    failed = len(failures)
     metrics: dict[str, Any] = {
         "split": split,
         "images": done + skipped,
@@ -107,12 +114,13 @@ def run(cfg: DictConfig) -> dict:
     if gt is not None:
         scores = score_seeds(gt, out, mine, dist.merge_all)
         metrics["seeds"] = asdict(scores)
-        metrics["coverage"] = scores.labelled_fraction
+        metrics["coverage"] = scores.coverage
     else:
-        metrics["coverage"] = labelled_fraction(ds, out, mine, dist.merge_all)
+        metrics["coverage"] = seed_coverage(ds, out, mine, dist.merge_all)
     dist.barrier()
     common.write_metrics(out, metrics)
-    common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed)
+    common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed,
+                          failed_items=failures.as_dict())  # fmt: skip
     seed = metrics.get("seeds") or {}
     log.info(
         "seeds %s/%s: %d written, %d skipped, %d failed; %.1f %% of the pixels labelled%s -> %s",
