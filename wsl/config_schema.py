@@ -218,6 +218,7 @@ class BoxesStage:
     threshold: float  # relative: [0, 1]; percentile: [0, 100] (validate_config)
     box_mode: BoxMode
     max_failed: float = _fraction()
+    overwrite: bool
 
 
 @dataclass

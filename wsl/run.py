@@ -100,8 +100,8 @@ def os_error_line(e: OSError) -> str:
     """An operating-system error (permissions, disk full, read-only file system) as one line."""
     if e.strerror is None:  # raised with a message of its own (wsl.errors.BadItem, ...)
         return " ".join(str(e).split())
-    where = f": {e.filename}" if e.filename else ""
-    return f"{e.strerror}{where} ([Errno {e.errno}] check the path, its permissions and the free space)"
+    where = f" {e.filename}" if e.filename else ""
+    return f"cannot write or read{where}: {e.strerror} (check the path, its permissions and the free space)"
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ def one_error_line(r: subprocess.CompletedProcess, words: str) -> str:
 def test_output_root_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("x")
     r = wsl_cli("stage=train", f"paths.output_root={tmp_path / 'a_file' / 'out'}", cwd=tmp_path)
-    one_error_line(r, f"Not a directory: {tmp_path / 'a_file' / 'out'}")
+    line = one_error_line(r, f"cannot write or read {tmp_path / 'a_file' / 'out'}")
+    assert "Not a directory" in line
     if Path("/sys").is_dir() and not os.access("/sys", os.W_OK | os.X_OK):  # a read-only file system
         one_error_line(wsl_cli("stage=train", "paths.output_root=/sys/wsl_out", cwd=tmp_path), "/sys/wsl_out")
 

@@ -127,3 +127,15 @@ def test_coco_gt_from_xml_boxes(voc_root: Path) -> None:
     assert [a["category_id"] for a in anns] == [CAT + 1, DOG + 1] and [a["area"] for a in anns] == [90, 400]
     assert [a["iscrowd"] for a in anns] == [0, 0] and [a["difficult"] for a in anns] == [0, 1]
     assert gt.imgs[1]["height"] == 20 and gt.imgs[1]["width"] == 30
+
+
+def test_unknown_split_lists_the_splits_that_exist(data_root):
+    from wsl.data.base import DatasetNotFoundError
+    from wsl.data.coco import COCODataset
+    from wsl.data.toy import TOY_CLASSES
+
+    with pytest.raises(DatasetNotFoundError, match="the dataset has the splits train, trainval, val"):
+        VOCDataset(data_root / "toy/VOCdevkit/VOC2012", "tran", class_names=list(TOY_CLASSES))
+    with pytest.raises(DatasetNotFoundError, match="the dataset has the splits train, val"):
+        COCODataset(data_root / "toy", "tran", ann_file="annotations/instances_{split}.json",
+                    image_dir="VOCdevkit/VOC2012/JPEGImages")  # fmt: skip

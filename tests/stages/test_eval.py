@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from wsl import io
 from wsl.errors import UserError
 from wsl.evaluation import LocalizationResult, SegmentationResult
 from wsl.layout import RunLayout
@@ -52,6 +53,7 @@ def test_a_missing_input_names_the_command(trained, compose_at):
         run_stage(compose_at(["stage=sec"], trained))
 
 
+@pytest.mark.slow
 def test_cams_trains_the_missing_classifier_first(compose_at, tmp_path, caplog):
     """The README's promise: stage=cams on a fresh run trains the classifier (default settings) first."""
     cfg = compose_at(["stage=cams", "num_workers=0", "stage.limit=2"], tmp_path)
@@ -62,3 +64,23 @@ def test_cams_trains_the_missing_classifier_first(compose_at, tmp_path, caplog):
     assert lay.classifier().is_file() and len(list(lay.cams("gradcam", "val").glob("*.npz"))) == 2
     train = json.loads(RunLayout.manifest(lay.train()).read_text())
     assert train["config"]["stage"]["epochs"] == 12  # conf/stage/train.yaml's default, not a copy of cams'
+
+
+def test_reruns_with_nothing_to_do_keep_their_results(with_cams, compose_at):
+    """boxes: an up-to-date boxes.json is kept unless stage.overwrite; cams: a re-run that wrote nothing
+    keeps the CAM mIoU it had (no rescoring), and says it skipped everything."""
+    out, lay = with_cams
+    boxes_file = lay.boxes_file("gradcam", "val")
+    stamp = boxes_file.stat().st_mtime_ns
+    assert boxes.run(compose_at(["stage=boxes"], out))["images"] == 8
+    assert boxes_file.stat().st_mtime_ns == stamp
+    boxes.run(compose_at(["stage=boxes", "stage.overwrite=true"], out))
+    assert boxes_file.stat().st_mtime_ns > stamp
+    boxes.run(compose_at(["stage=boxes", "stage.threshold=0.3"], out))  # other options: made again
+    assert io.read_json(RunLayout.manifest(boxes_file.parent))["config"]["stage"]["threshold"] == 0.3
+    manifest = RunLayout.manifest(lay.cams("gradcam", "val"))
+    before = io.read_json(manifest)
+    again = cams.run(compose_at(["stage=cams", "num_workers=0", "stage.limit=8"], out))
+    after = io.read_json(manifest)
+    assert again["images"] == 0 and after["counts"]["skipped"] == 8
+    assert after["cam_miou"] == before["cam_miou"] == again["cam_miou"]

@@ -45,6 +45,19 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset root, list or annotation file is missing; the message names the expected layout."""
 
 
+def require_split(path: Path, split: str, listed: list[str], layout: str) -> Path:
+    """``path``, the file of split ``split``; when it is missing, the splits that exist (``listed``) are
+    named, or the expected layout when there is none."""
+    if path.exists():
+        return path
+    if listed:
+        names = ", ".join(sorted(set(listed)))
+        raise DatasetNotFoundError(
+            f"split {split!r} not found ({path} does not exist); the dataset has the splits {names}"
+        )
+    return require(path, f"the file of split {split!r}", layout)
+
+
 def require(path: Path, what: str, layout: str) -> Path:
     """Return ``path`` if it exists, else raise one :class:`DatasetNotFoundError` naming the layout."""
     if not path.exists():

@@ -37,7 +37,15 @@ from pathlib import Path
 import numpy as np
 
 from wsl import io
-from wsl.data.base import BoxClipper, WSLDataset, header_size, make_boxes, quiet_coco, require
+from wsl.data.base import (
+    BoxClipper,
+    WSLDataset,
+    header_size,
+    make_boxes,
+    quiet_coco,
+    require,
+    require_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,16 @@ def bbox_to_inclusive(bbox: Sequence[float], hw: tuple[int, int]) -> tuple[int, 
     x1 = min(max(math.ceil(x + w) - 1, x0), hw[1] - 1)
     y1 = min(max(math.ceil(y + h) - 1, y0), hw[0] - 1)
     return x0, y0, x1, y1
+
+
+def _splits(root: Path, ann_file: str) -> list[str]:
+    """The split names whose annotation file exists: ``ann_file``'s ``{split}`` matched against the disk."""
+    head, _, tail = ann_file.partition("{split}")
+    if not _:
+        return []
+    found = (root / head).parent.glob(Path(head).name + "*" + tail) if tail else []
+    prefix, n = str(root / head), len(tail)
+    return [str(p)[len(prefix) : len(str(p)) - n] for p in found if str(p).startswith(prefix)]
 
 
 class COCODataset(WSLDataset):
@@ -83,7 +101,8 @@ class COCODataset(WSLDataset):
         super().__init__(split, with_masks, with_boxes, min_side)
         self.root = Path(root)
         require(self.root, "COCO root", COCO_LAYOUT)
-        self.ann_file = require(self.root / ann_file.format(split=split), "COCO annotation file", COCO_LAYOUT)
+        self.ann_file = require_split(self.root / ann_file.format(split=split), split,
+                                      _splits(self.root, ann_file), COCO_LAYOUT)  # fmt: skip
         self.image_dir = require(self.root / image_dir.format(split=split), "COCO image folder", COCO_LAYOUT)
         log.info("loading %s", self.ann_file)
         self.coco = quiet_coco(ann_file=self.ann_file)

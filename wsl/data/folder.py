@@ -38,7 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from wsl import io
-from wsl.data.base import BoxClipper, DatasetNotFoundError, WSLDataset, header_size, make_boxes, require
+from wsl.data.base import (
+    BoxClipper,
+    DatasetNotFoundError,
+    WSLDataset,
+    header_size,
+    make_boxes,
+    require,
+    require_split,
+)
 from wsl.errors import BadItem
 
 log = logging.getLogger(__name__)
@@ -130,7 +138,8 @@ class FolderDataset(WSLDataset):
         if not splits.is_dir():
             log.warning("%s has no splits/ folder: split %r is every id of labels.csv", self.root, split)
             return list(names)
-        ids = io.read_id_list(require(splits / f"{split}.txt", f"list of split {split!r}", FOLDER_LAYOUT))
+        listed = [p.stem for p in splits.glob("*.txt")]
+        ids = io.read_id_list(require_split(splits / f"{split}.txt", split, listed, FOLDER_LAYOUT))
         unlabelled = [i for i in ids if i not in names]
         if unlabelled:
             raise ValueError(f"{splits / f'{split}.txt'}: ids without a row in labels.csv: {unlabelled[:5]}")

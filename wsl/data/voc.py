@@ -29,7 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from wsl import io
-from wsl.data.base import BoxClipper, DatasetNotFoundError, WSLDataset, header_size, make_boxes, require
+from wsl.data.base import (
+    BoxClipper,
+    DatasetNotFoundError,
+    WSLDataset,
+    header_size,
+    make_boxes,
+    require,
+    require_split,
+)
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -89,7 +97,8 @@ class VOCDataset(WSLDataset):
         for sub in ("Segmentation", "SegmentationAug"):
             if (sets / sub / f"{split}.txt").is_file():
                 return sets / sub / f"{split}.txt"
-        return require(sets / "Segmentation" / f"{split}.txt", f"VOC list of split {split!r}", VOC_LAYOUT)
+        listed = [p.stem for sub in ("Segmentation", "SegmentationAug") for p in (sets / sub).glob("*.txt")]
+        return require_split(sets / "Segmentation" / f"{split}.txt", split, listed, VOC_LAYOUT)
 
     def _parse_annotations(self) -> None:
         index = {n: k for k, n in enumerate(self.class_names)}

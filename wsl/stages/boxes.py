@@ -17,6 +17,7 @@ import time
 from omegaconf import DictConfig
 
 from wsl import dist, io
+from wsl.layout import RunLayout
 from wsl.localization import dataset_boxes
 from wsl.stages import common
 
@@ -30,6 +31,12 @@ def run(cfg: DictConfig) -> dict:
     split = common.split_name(cfg)
     lay = common.layout(cfg)
     cams, out = lay.cams(cfg.cam.name, split), lay.boxes_file(cfg.cam.name, split)
+    if not st.overwrite and common.up_to_date(out.parent, cfg, RunLayout.manifest(cams)):
+        old = io.read_json(RunLayout.manifest(out.parent))
+        log.info("boxes %s/%s: %s is newer than the maps and made with these options: kept "
+                 "(stage.overwrite=true redoes it)", cfg.cam.name, split, out)  # fmt: skip
+        return {"images": old["counts"]["done"], "missing": old["counts"]["skipped"],
+                "failed": old["counts"]["failed"], "boxes": old["boxes"]}  # fmt: skip
     ds = common.build_dataset(cfg, split)
     threshold = None if st.threshold_method == "otsu" else float(st.threshold)
     mine = dist.shard(list(range(len(ds))))

@@ -274,6 +274,20 @@ def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
         io.write_json(RunLayout.metrics(folder), metrics)
 
 
+def up_to_date(folder: Path, cfg: DictConfig, *inputs: Path) -> bool:
+    """True when ``folder``'s manifest exists, is newer than every input file and records the same stage
+    options and dataset as ``cfg`` (a re-run then has nothing to do unless ``stage.overwrite``)."""
+    path = RunLayout.manifest(folder)
+    if not path.is_file() or any(p.is_file() and p.stat().st_mtime > path.stat().st_mtime for p in inputs):
+        return False
+    try:
+        old = io.read_json(path)["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    now = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return old.get("stage") == now["stage"] and old.get("dataset") == now["dataset"]
+
+
 def produced(cfg: DictConfig, stage: str) -> Path:
     """The file whose presence says ``stage`` has run for ``cfg``'s classifier, CAM method and split."""
     lay, cam, split = layout(cfg), cfg.cam.name, split_name(cfg)
