@@ -83,6 +83,7 @@ def main() -> None:
             "top1_loc_err",
             "maxboxacc_v2",
             "corloc",
+            "pointing_game",
             "miou",
             "miou_tuned",
             "pxap",
@@ -91,14 +92,16 @@ def main() -> None:
             "average_drop",
             "increase_in_confidence",
             "sanity_spearman",
+            "ms_per_map",
         ]
         print("### Benchmark (val), mean ± std over the runs\n")
         print("| method | " + " | ".join(keys) + " |\n|---|" + "---:|" * len(keys))
         for m in rows[0]:
             cells = []
             for k in keys:
-                frac = k not in ("deletion_auc", "insertion_auc", "sanity_spearman")
-                cells.append(spread([r[m].get(k) for r in rows], 100.0 if frac else 1.0, 1 if frac else 3))
+                frac = k not in ("deletion_auc", "insertion_auc", "sanity_spearman", "ms_per_map")
+                digits = 1 if frac or k == "ms_per_map" else 3
+                cells.append(spread([r[m].get(k) for r in rows], 100.0 if frac else 1.0, digits))
             print(f"| {m} | " + " | ".join(cells) + " |")
     print(json.dumps({"runs": [str(r) for r in args.runs]}))
 

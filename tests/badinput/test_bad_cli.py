@@ -51,7 +51,7 @@ def test_output_root_that_cannot_be_created_is_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "kind",
-    ["text", *(pytest.param(k, marks=pytest.mark.slow) for k in ("pickle", "other_head", "directory"))],
+    [pytest.param(k, marks=pytest.mark.slow) for k in ("text", "pickle", "other_head", "directory")],
 )
 def test_checkpoint_problems_are_one_line(kind, tmp_path, trained_root, data_root):
     ckpt = tmp_path / "ckpt.pt"
@@ -81,6 +81,7 @@ def test_checkpoint_problems_are_one_line(kind, tmp_path, trained_root, data_roo
     assert str(ckpt) in line
 
 
+@pytest.mark.slow  # in-process twins: tests/test_config.py (values), tests/stages/test_train.py (checkpoints)
 def test_bad_values_are_one_line(tmp_path):
     r = wsl_cli(
         "stage=cams",
