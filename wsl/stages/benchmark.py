@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> dict:
     methods = bm.resolve_methods(st.methods)
     split, lay = common.split_name(cfg), common.layout(cfg)
     ds = common.build_dataset(cfg, split)
-    n = len(ds) if st.limit is None else min(int(st.limit), len(ds))
+    n = common.first_n(ds, st.limit)
     if n == 0:
         raise UserError(f"split {split!r} has no image to benchmark")
     picks = bm.pick_images(ds, st.gallery.ids, min(int(st.gallery.images), n), "stage.gallery.ids")

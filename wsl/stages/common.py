@@ -104,7 +104,7 @@ def split_name(cfg: DictConfig) -> str:
 
 
 def first_n(ds, limit: int | None) -> int:
-    """How many images of ``ds`` a stage with ``stage.limit=limit`` works on (all ranks together)."""
+    """How many images of ``ds`` (or of a list of ids) a stage with ``stage.limit=limit`` works on."""
     return len(ds) if limit is None else min(int(limit), len(ds))
 
 
@@ -123,7 +123,7 @@ def pending(ids: list[str], limit: int | None, overwrite: bool, is_done, what: s
     ``is_done(image_id)`` says whether an image's output is complete (a re-run skips it unless
     ``overwrite``). Returns ``(mine, todo, skipped)``.
     """
-    mine = dist.shard(list(range(len(ids) if limit is None else min(limit, len(ids)))))
+    mine = dist.shard(list(range(first_n(ids, limit))))
     todo = [i for i in mine if overwrite or not is_done(ids[i])]
     skipped = len(mine) - len(todo)
     if skipped:
