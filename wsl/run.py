@@ -58,7 +58,7 @@ def set_threads(cfg: DictConfig) -> None:
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     threads = cfg.get("threads") or default_threads(cfg.num_workers, per_node)
     torch.set_num_threads(threads)
-    log.info("torch uses %d CPU thread(s): %s", threads, "threads=" if cfg.get("threads") else
+    log.info("torch uses %d CPU thread(s): %s", threads, "as threads= asks" if cfg.get("threads") else
              f"{available_cores()} core(s) available, {per_node} process(es) on this node, "
              f"{cfg.num_workers} DataLoader worker(s); set threads= to change it")  # fmt: skip
 
