@@ -176,7 +176,7 @@ def score_files(
 ) -> None:
     """``acc.update(i, read(folder/<id><suffix>))`` for the images ``indices`` (default all) of ``ds``;
     absent files counted as missing, unreadable or inconsistent ones as failed (logged once, with the
-    reason, in ``acc.failures``)."""
+    reason, in ``acc.failures``); a :class:`MissingMapError` stops the scoring."""
     folder = Path(folder)
     for i in track(list(range(len(ds))) if indices is None else list(indices), desc):
         path = folder / f"{ds.ids[i]}{suffix}"
@@ -185,5 +185,7 @@ def score_files(
             continue
         try:
             acc.update(i, read(path))  # type: ignore[attr-defined]
+        except MissingMapError:  # the maps were made for other labels: the whole folder is wrong
+            raise
         except READ_ERRORS as e:
             acc.add_failed(ds.ids[i], e if str(path) in str(e) else f"{path}: {e}")

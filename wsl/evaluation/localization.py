@@ -13,6 +13,7 @@ through ``pycocotools.cocoeval.COCOeval``. Every value is a fraction in ``[0, 1]
 from __future__ import annotations
 
 import contextlib
+import functools
 import io as _io
 import logging
 import math
@@ -22,15 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from wsl import dist, io
+from wsl import io
 from wsl.cam.stored import load_full
-from wsl.evaluation.common import READ_ERRORS, DatasetEvaluator, MissingMapError, cams_of_labelled, reduced
+from wsl.evaluation.common import (
+    DatasetEvaluator,
+    MissingMapError,
+    cams_of_labelled,
+    log_gaps,
+    reduced,
+    score_files,
+)
 from wsl.evaluation.results import DEFAULT_PROTOCOL, LocalizationProtocol, LocalizationResult
 from wsl.localization.boxes import check_map
 from wsl.metrics.localization import LocalizationAccumulator
 from wsl.metrics.merging import check_mergeable
 from wsl.metrics.wsol import MaxBoxAccumulator, PxAPAccumulator, default_thresholds
-from wsl.progress import track
 
 __all__ = ["LocalizationEvaluator", "coco_box_ap", "evaluate_localization"]
 
@@ -192,27 +199,9 @@ def evaluate_localization(
     Missing files are counted (``missing``), unreadable or inconsistent ones counted (``failed``) and
     logged; a file without the map of a labelled class raises :class:`MissingMapError`.
     """
-    cams_dir = Path(cams_dir)
     acc = LocalizationEvaluator(ds, protocol)
-    todo = range(len(ds)) if indices is None else list(indices)
-    for i in track(todo, f"eval localization {ds.split}"):
-        path = cams_dir / f"{ds.ids[i]}.npz"
-        if not path.is_file():
-            acc.add_missing()
-            continue
-        try:
-            acc.update(i, load_full(path, num_classes=ds.num_classes))
-        except MissingMapError:
-            raise
-        except READ_ERRORS as e:
-            acc.add_failed(ds.ids[i], e if str(path) in str(e) else f"{path}: {e}")
+    read = functools.partial(load_full, num_classes=ds.num_classes)
+    score_files(acc, ds, cams_dir, ".npz", read, indices, f"eval localization {ds.split}")
     acc = reduced(acc, reduce, ds)
-    if (acc.missing or acc.failed) and dist.is_main():
-        log.warning(
-            "%d images of %s have no CAM file in %s, %d could not be scored: left out",
-            acc.missing,
-            ds.split,
-            cams_dir,
-            acc.failed,
-        )
+    log_gaps("CAM files", cams_dir, len(acc.image_ids), acc.missing, acc.failed)
     return acc.compute(boxes_file)
