@@ -5,8 +5,10 @@
 
 Reads what the stages wrote (train/metrics.json, eval/<cam>/<split>/<task>/metrics.json,
 benchmark/results.json) through wsl's typed results and prints markdown tables in percent: the
-classifier, localization (val), segmentation (train) and, where every run has one, the benchmark. The
-standard deviation is the sample one (n - 1); a figure missing from a run is left out of that row.
+classifier, localization (val), segmentation (train), the whole WSSS loop (CAM -> seeds -> pseudo-labels
+-> final network on val, beside the published VOC figures: wsl.evaluation.loop) and, where every run has
+one, the benchmark. The standard deviation is the sample one (n - 1); a figure missing from a run is left
+out of that row.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from wsl import io
 from wsl.evaluation import LocalizationResult, SegmentationResult
+from wsl.evaluation.loop import loop_figures, loop_markdown
 from wsl.layout import RunLayout
 
 
@@ -75,6 +78,8 @@ def main() -> None:
         ("pseudo-labels mIoU", lambda r: r.labels and r.labels.miou),
         ("pseudo-labels boat IoU", lambda r: r.labels and r.labels.per_class_iou.get("boat")),
     ], seg))  # fmt: skip
+    loops = [loop_figures(lay, args.cam) for lay in lays]
+    print(loop_markdown(loops, "The WSSS loop, mean ± std over the runs"))
     bench = [read(lay.benchmark() / "results.json") for lay in lays]
     if all(bench):
         rows = [b["rows"] for b in bench]

@@ -194,8 +194,8 @@ def test_register_schemas_is_idempotent():
         (["stage=boxes", "stage.box_mode=biggest"], "stage.box_mode=biggest: expected one of largest, all"),
         (["stage=eval", "stage.task=both"], "stage.task=both: expected one of all, localization,"),
         (["cam.method=gradcam2"], "cam.method=gradcam2: expected one of cam, gradcam,"),
-        (["cam=nope"], "cam=nope: expected one of ablationcam, cam, eigencam, gradcam,"),
-        (["+experiment=nope"], "experiment=nope: expected one of coco_wsol, voc_sec"),
+        (["cam=nope"], "cam=nope: expected one of ablationcam, cam, eigencam, eigengradcam,"),
+        (["+experiment=nope"], "experiment=nope: expected one of coco_wsol, voc_irn, voc_sec"),
         (["stage.scales=[1,"], "stage.scales=[1,: cannot parse"),
     ],
 )

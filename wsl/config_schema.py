@@ -38,14 +38,22 @@ def _choices(name: str, values: str) -> type[enum.StrEnum]:
 CamMethod = _choices(
     "CamMethod",
     "cam gradcam hirescam gradcampp xgradcam layercam scorecam ablationcam eigencam "
-    "guided_backprop guided_gradcam",
+    "guided_backprop guided_gradcam eigengradcam gradcam_elementwise fullgrad kpcacam finercam "
+    "shapleycam randomcam smoothgradcampp sscam iscam",
 )
+CamScore = _choices("CamScore", "logit_softmax probability")
+CamTarget = _choices("CamTarget", "logit softmax sigmoid")
+SanityMode = _choices("SanityMode", "layers conv_linear")
+KpcaKernel = _choices("KpcaKernel", "sigmoid rbf poly linear cosine")
+FinerBase = _choices("FinerBase", "gradcam hirescam gradcampp xgradcam layercam")
 EvalTask = _choices("EvalTask", "all localization segmentation")
 ThresholdMethod = _choices("ThresholdMethod", "relative otsu percentile")
 BoxMode = _choices("BoxMode", "largest all")
 Background = _choices("Background", "threshold saliency irn")
 Overlap = _choices("Overlap", "smaller argmax")
 Loss = _choices("Loss", "bce softmargin")
+Refiner = _choices("Refiner", "sec randomwalk")
+AffinityLoss = _choices("AffinityLoss", "boundary affinity")
 
 
 # ----------------------------------------------------------------------------------------------- ranges
@@ -143,8 +151,11 @@ class DatasetSchema:
 @dataclass
 class ModelSchema:
     name: str
-    target_layer: str
+    arch: str
+    target_layer: Any  # a module name, or a list of names (maps combined; validate_config)
+    source_layer: str | None  # model=timm / torchvision: the layer cam_layer shows (auto: family default)
     pretrained: bool
+    weights: str | None  # a local file of pretrained weights
     build: dict[str, Any]
     checkpoint: str | None
 
@@ -171,9 +182,21 @@ class SegModelSchema:
 class CamSchema:
     name: str
     method: CamMethod
-    target_layer: str
+    target_layer: Any  # a module name, or a list of names (maps combined; validate_config)
+    target: CamTarget
     relu: bool
     batch_size: int = _count()
+    aug_smooth: bool
+    eigen_smooth: bool
+    score: CamScore
+    samples: int | None = _count()
+    noise_std: float | None = _nonneg()
+    seed: int
+    kernel: KpcaKernel
+    gamma: float | None = _positive()
+    finer_alpha: float
+    finer_compare: list[int] = _count()
+    finer_base: FinerBase
 
 
 @dataclass
@@ -208,6 +231,7 @@ class CamsStage:
     overwrite: bool
     miou_threshold: float = _fraction()
     max_failed: float = _fraction()
+    max_grad_mb: float | None = _positive()  # MiB of class gradients at once; null: from free memory
 
 
 @dataclass
@@ -235,6 +259,11 @@ class EvalStage:
     sweep_stop: float = _fraction()
     sweep_step: float = _step()
     max_failed: float = _fraction()
+    networks: list[str]  # sec | segtrain (validate_config)
+    net_scales: list[float] = _positive()
+    net_flip: bool
+    net_crf: bool
+    crf_processes: int = _nonneg()
 
 
 @dataclass
@@ -307,6 +336,75 @@ class LabelsStage:
 
 
 @dataclass
+class SegtrainStage:
+    name: str
+    split: str
+    labels: Refiner
+    iterations: int = _count()
+    batch_size: int = _count()
+    micro_batches: int | None = _count()
+    lr: float = _positive()
+    lr_power: float = _positive()
+    momentum: float = _r(0, 1, hi_open=True)
+    weight_decay: float = _nonneg()
+    crop_size: int = _count()
+    scale_range: list[float] = _positive()
+    flip: bool
+    log_every: int = _count()
+    checkpoint_every: int = _count()
+    overwrite: bool
+
+
+@dataclass
+class AffinityStage:
+    name: str
+    split: str
+    irn_fg: float = _fraction()
+    irn_bg: float = _fraction()
+    crf_processes: int = _nonneg()
+    loss: AffinityLoss
+    radius: int = _r(2)
+    width: int = _count()
+    embed_dim: int = _count()
+    crop_size: int = _r(4)
+    scale_range: list[float] = _positive()
+    flip: bool
+    epochs: int = _count()
+    batch_size: int = _count()
+    lr: float = _positive()
+    lr_power: float = _positive()
+    momentum: float = _r(0, 1, hi_open=True)
+    weight_decay: float = _nonneg()
+    log_every: int = _count()
+    checkpoint_every: int = _count()
+    limit: int | None = _count()
+    overwrite: bool
+    max_failed: float = _fraction()
+
+
+@dataclass
+class RandomwalkStage:
+    name: str
+    split: str
+    checkpoint: str | None
+    radius: int = _r(2)
+    beta: float = _positive()
+    exp_times: int = _nonneg()
+    bg_threshold: float = _fraction()
+    flip: bool
+    crf: bool
+    crf_iterations: int = _count()
+    crf_processes: int = _nonneg()
+    prob_floor: float = _fraction()
+    list_image_prefix: str
+    list_image_suffix: str
+    list_label_prefix: str
+    limit: int | None = _count()
+    overwrite: bool
+    max_failed: float = _fraction()
+
+
+@dataclass
 class FaithfulnessProbe:
     images: int = _nonneg()
     steps: int = _count()
@@ -314,6 +412,7 @@ class FaithfulnessProbe:
 
 @dataclass
 class SanityProbe:
+    mode: SanityMode
     images: int = _nonneg()
     blocks: list[str] | None
     depth: int = _count()
@@ -368,6 +467,9 @@ STAGE_SCHEMAS: dict[str, type] = {
     "seeds": SeedsStage,
     "sec": SecStage,
     "labels": LabelsStage,
+    "segtrain": SegtrainStage,
+    "affinity": AffinityStage,
+    "randomwalk": RandomwalkStage,
     "benchmark": BenchmarkStage,
     "visualize": VisualizeStage,
     "explain": ExplainStage,
@@ -494,6 +596,25 @@ def _cross_checks(cfg: DictConfig) -> list[str]:
         problems.append(
             f"stage.sweep_stop={_show(st.sweep_stop)}: expected >= stage.sweep_start={_show(st.sweep_start)}"
         )
+    if kind is EvalStage and any(n not in ("sec", "segtrain") for n in st.networks):
+        problems.append(f"stage.networks={_show(st.networks)}: expected a list of sec, segtrain (or [])")
+    if kind is SegtrainStage and (len(st.scale_range) != 2 or st.scale_range[0] > st.scale_range[1]):
+        problems.append(f"stage.scale_range={_show(st.scale_range)}: expected [lo, hi] with 0 < lo <= hi")
+    if kind is AffinityStage and (len(st.scale_range) != 2 or st.scale_range[0] > st.scale_range[1]):
+        problems.append(f"stage.scale_range={_show(st.scale_range)}: expected [lo, hi] with 0 < lo <= hi")
+    if kind is AffinityStage and st.crop_size % 4:
+        problems.append(f"stage.crop_size={st.crop_size}: expected a multiple of 4 (the grid's stride)")
+    for group in ("model", "cam"):  # target_layer: a name or a non-empty list of names
+        node = cfg.get(group)
+        try:
+            layer = node.get("target_layer") if isinstance(node, DictConfig) else None
+        except Exception:  # noqa: BLE001 - missing (???): _check_missing reports it
+            layer = None
+        named = isinstance(layer, str) or (
+            isinstance(layer, ListConfig) and len(layer) > 0 and all(isinstance(v, str) for v in layer)
+        )
+        if layer is not None and not named:
+            problems.append(f"{group}.target_layer={_show(layer)}: expected a module name or a list of names")
     if kind in (BenchmarkStage, VisualizeStage) and st.methods is not None:
         if not st.methods or any(m not in CamMethod.__members__ for m in st.methods):
             allowed = "null or a non-empty list of " + ", ".join(CamMethod)

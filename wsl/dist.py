@@ -1,13 +1,16 @@
-"""Distributed plumbing shared by every per-image stage.
+"""Distributed plumbing shared by every stage.
 
-Under ``torchrun`` the process group is initialised from its environment (gloo on CPU, nccl on GPU);
-without it everything falls back to a single process (rank 0 of 1). Items are sharded deterministically
-by position (``items[rank::world]``), so the union over ranks is the whole list whatever the world size.
+Under ``torchrun`` (one machine or several) the process group is initialised from its environment (gloo on
+CPU, nccl on GPU); inside a submitit job with several tasks (``hydra/launcher=slurm`` or ``local``) the
+same variables are first derived from the job's environment (:func:`adopt_scheduler_env`); without either
+everything falls back to a single process (rank 0 of 1). Items are sharded deterministically by position
+(``items[rank::world]``), so the union over ranks is the whole list whatever the world size.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -21,6 +24,31 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def adopt_scheduler_env() -> bool:
+    """Inside a submitit job (SLURM or submitit's local executor) with several tasks, set torchrun's
+    variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) from the job's
+    own, so that :func:`init` sees one launcher whatever started the processes. The rendezvous host is the
+    job's first node, the port 20000 + crc32(job id) mod 20000 (the same in every task of the job, different
+    between the jobs of a multirun). torchrun's own variables, when present, win. True when it set them."""
+    if launched_by_torchrun() or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return False
+    import submitit  # the optional extra wsl[slurm]; present whenever a submitit job is running
+
+    job = submitit.JobEnvironment()
+    if job.num_tasks <= 1:
+        return False
+    port = 20000 + zlib.crc32(str(job.job_id).encode()) % 20000
+    os.environ.update(
+        RANK=str(job.global_rank),
+        WORLD_SIZE=str(job.num_tasks),
+        LOCAL_RANK=str(job.local_rank),
+        LOCAL_WORLD_SIZE=str(job.num_tasks // max(1, job.num_nodes)),
+        MASTER_ADDR=os.environ.get("MASTER_ADDR") or job.hostnames[0],
+        MASTER_PORT=os.environ.get("MASTER_PORT") or str(port),
+    )
+    return True
+
+
 def init(device: torch.device | None = None) -> None:
     """Initialise the default process group if launched by torchrun and not yet initialised."""
     if not launched_by_torchrun() or not torch_dist.is_available() or torch_dist.is_initialized():
@@ -28,7 +56,20 @@ def init(device: torch.device | None = None) -> None:
     use_nccl = device is not None and device.type == "cuda"
     if use_nccl:
         torch.cuda.set_device(local_rank())
-    torch_dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    # torchrun's agent keeps ONE store for every attempt of a run; the keys a group leaves there (each
+    # rank's address) would be read by the group of the next attempt after a restart (--max-restarts), which
+    # then connects to processes that are gone and hangs. A prefix per attempt and per group of this process
+    # (a multirun under torchrun makes several) gives each group keys of its own.
+    global _groups
+    store, rank_, world = next(torch_dist.rendezvous("env://"))
+    prefix = f"wsl/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/group{_groups}"
+    _groups += 1
+    backend = "nccl" if use_nccl else "gloo"
+    group_store = torch_dist.PrefixStore(prefix, store)
+    torch_dist.init_process_group(backend=backend, store=group_store, rank=rank_, world_size=world)
+
+
+_groups = 0  # process groups this process has made (see init)
 
 
 def is_initialized() -> bool:
@@ -97,6 +138,15 @@ def merge_all(acc: T) -> T:
     return merged
 
 
-def destroy() -> None:
-    if is_initialized():
-        torch_dist.destroy_process_group()
+def destroy(synchronize: bool = True) -> None:
+    """Tear the process group down (every stage, on success and on error: ``wsl.run``).
+
+    With ``synchronize`` every rank first waits at a barrier, so that no rank destroys its connections
+    while another still sends on them. After an error it is skipped (``synchronize=False``): the other
+    ranks may be inside another collective, and a barrier would then hang until torchrun stops them.
+    """
+    if not is_initialized():
+        return
+    if synchronize and world_size() > 1:
+        torch_dist.barrier()
+    torch_dist.destroy_process_group()

@@ -452,13 +452,56 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | Any = "cpu") ->
     return state
 
 
+def _whole_module(path: str | os.PathLike) -> str | None:
+    """The class of a whole pickled ``nn.Module`` in ``path`` (``torch.save(model)``), else None."""
+    import torch
+
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint at all: load_checkpoint's message says so
+        return None
+    modules = [
+        g for g in unsafe if g.startswith(("torch.nn.modules.", "torchvision.models.", "timm.models."))
+    ]
+    return (modules or [g for g in unsafe if "model" in g.lower()] or [None])[0]
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    """A ``.safetensors`` file (timm's hub format): tensors only, no pickle by construction."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise UserError(
+            f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
+        ) from None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path} is not a readable safetensors file: {str(e)[:200]}") from None
+
+
 def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     """The model weights of a checkpoint file, whatever its form.
 
     Accepted: a plain state dict, ``{"model": state_dict}`` (what wsl writes) or ``{"state_dict": ...}``,
-    each possibly with DDP's ``module.`` prefix on every key (removed). Loaded with ``weights_only=True``.
+    each possibly with DDP's ``module.`` prefix on every key (removed), loaded with ``weights_only=True``;
+    or a ``.safetensors`` file. A whole pickled model (``torch.save(model)``) is one line saying to save its
+    ``state_dict()`` instead: wsl never unpickles classes.
     """
-    state = load_checkpoint(path)
+    p = Path(path).expanduser()
+    if p.suffix == ".safetensors" and p.is_file():
+        return _load_safetensors(p)
+    try:
+        state = load_checkpoint(p)
+    except UserError:
+        cls = _whole_module(p) if p.is_file() else None
+        if cls:
+            raise UserError(
+                f"{p} holds a whole pickled model ({cls}), not a state dict; wsl loads weights only "
+                "(no pickles): save it with torch.save(model.state_dict(), path)"
+            ) from None
+        raise
     for key in ("model", "state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]

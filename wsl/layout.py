@@ -3,7 +3,11 @@
     <run>/train/{last,best}.pt            <run>/cams/<cam>/<split>/<id>.npz
     <run>/boxes/<cam>/<split>/boxes.json  <run>/seeds/<cam>/<split>/<id>.png
     <run>/sec/<cam>/{last,final}.pt       <run>/labels/<cam>/<split>/<id>.png, <split>.txt
-    <run>/eval/<cam>/<split>/<task>/      <run>/benchmark/    <run>/visualize/<split>/
+    <run>/affinity/<cam>/{last,final}.pt, confident/<id>.png
+    <run>/randomwalk/<cam>/<split>/<id>.png, <split>.txt
+    <run>/segtrain/<labels>/<cam>/{last,final}.pt                        <run>/eval/<cam>/loop.{json,md}
+    <run>/eval/<cam>/<split>/<task>/      <run>/eval/<cam>/<split>/network/<network>/
+    <run>/benchmark/    <run>/visualize/<split>/
     <run>/explain/<stem>.png              <run>/logs/
 
 Folders are deterministic (no timestamps), so a stage finds what the stages before it wrote, and a run made
@@ -69,8 +73,48 @@ class RunLayout:
         """The DeepLab-style list file of stage=labels."""
         return self.labels(cam, split) / f"{split}.txt"
 
+    def affinity(self, cam: str) -> Path:
+        return self.root / "affinity" / cam
+
+    def affinity_labels(self, cam: str) -> Path:
+        """IRN's confident regions ``<id>.png`` stage=affinity trains on (0 bg, class + 1, 255 unsure)."""
+        return self.affinity(cam) / "confident"
+
+    def affinity_network(self, cam: str) -> Path:
+        """The trained affinity (boundary) network of stage=affinity."""
+        return self.affinity(cam) / "final.pt"
+
+    def randomwalk(self, cam: str, split: str) -> Path:
+        return self.root / "randomwalk" / cam / split
+
+    def randomwalk_list(self, cam: str, split: str) -> Path:
+        """The DeepLab-style list file of stage=randomwalk (same format as :meth:`label_list`)."""
+        return self.randomwalk(cam, split) / f"{split}.txt"
+
+    def pseudo_labels(self, refiner: str, cam: str, split: str) -> Path:
+        """The pseudo-label PNGs of a refiner: ``sec`` (stage=labels) or ``randomwalk``."""
+        folders = {"sec": self.labels, "randomwalk": self.randomwalk}
+        if refiner not in folders:
+            raise ValueError(f"unknown refiner {refiner!r}; known: {', '.join(folders)}")
+        return folders[refiner](cam, split)
+
+    def segtrain(self, labels: str, cam: str) -> Path:
+        """stage=segtrain's network trained on the pseudo-labels of refiner ``labels`` (sec, randomwalk)."""
+        return self.root / "segtrain" / labels / cam
+
+    def segtrain_network(self, labels: str, cam: str) -> Path:
+        return self.segtrain(labels, cam) / "final.pt"
+
     def eval(self, cam: str, split: str, task: str) -> Path:
         return self.root / "eval" / cam / split / task
+
+    def eval_network(self, cam: str, split: str, network: str) -> Path:
+        """stage=eval's scores of a trained segmentation network (``sec``, ``segtrain-<labels>``)."""
+        return self.root / "eval" / cam / split / "network" / network
+
+    def loop(self, cam: str) -> Path:
+        """stage=eval's summary of the whole WSSS loop (``loop.json``, ``loop.md``)."""
+        return self.root / "eval" / cam
 
     # ------------------------------------------------------------------------------ whole run
     def benchmark(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 # oneDNN caches one compiled convolution per input shape (1,024 by default). Datasets whose images differ
@@ -34,6 +35,9 @@ log = logging.getLogger("wsl")
 register_resolvers()
 register_schemas()
 
+# Stages that work on a few chosen images or methods, not sharded: under torchrun rank 0 runs them.
+RANK0_ONLY = frozenset({"benchmark", "visualize", "explain"})
+
 
 def run_stage(cfg: DictConfig) -> dict:
     """Check ``cfg``, make sure the stage's inputs exist (see :data:`wsl.stages.NEEDS`), run the stage."""
@@ -45,6 +49,12 @@ def run_stage(cfg: DictConfig) -> dict:
         raise UserError(f"stage={name}: unknown stage; allowed: {', '.join(sorted(STAGES))}")
     set_threads(cfg)
     ensure_inputs(cfg)
+    if name in RANK0_ONLY and dist.launched_by_torchrun():
+        # Not sharded: the prerequisites above (a DDP training) needed every rank, the stage needs one.
+        dist.destroy()  # so that no rank waits at a barrier for as long as rank 0 works
+        if dist.rank() > 0:
+            log.warning("stage=%s runs on rank 0 only: rank %d has nothing to do", name, dist.rank())
+            return {}
     return load_stage(name).run(cfg)
 
 
@@ -82,10 +92,17 @@ def ensure_inputs(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    dist.adopt_scheduler_env()  # a submitit job with several tasks: torchrun's variables from SLURM's
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker (submitit keeps its own signal handling)
+        # torchrun stops the other workers with SIGTERM when one fails (and before a restart): exit through
+        # Python, so that atomic writes remove their temporary files and the group is torn down.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if dist.rank() > 0:  # under torchrun rank 0 reports; the others speak only to warn
         logging.getLogger().setLevel(logging.WARNING)
+    finished = False
     try:
         run_stage(cfg)
+        finished = True
     except UserError as e:
         log.error("%s", e)
         sys.exit(2)
@@ -93,7 +110,13 @@ def _hydra_main(cfg: DictConfig) -> None:
         log.error("%s", os_error_line(e))
         sys.exit(2)
     finally:
-        dist.destroy()
+        # Every stage, on success and on error: the group is torn down before the interpreter exits (a
+        # barrier first on success; after an error the other ranks may be in another collective).
+        dist.destroy(synchronize=finished)
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def os_error_line(e: OSError) -> str:

@@ -9,6 +9,7 @@ from torch import nn
 
 from wsl.cam import METHODS, CAMExtractor
 from wsl.cam.base import batched_grad
+from wsl.cam.methods import REGISTRY
 
 GRADIENT_METHODS = ["gradcam", "hirescam", "gradcampp", "xgradcam", "layercam"]
 
@@ -36,6 +37,16 @@ def test_methods_are_listed_in_order():
         "eigencam",
         "guided_backprop",
         "guided_gradcam",
+        "eigengradcam",
+        "gradcam_elementwise",
+        "fullgrad",
+        "kpcacam",
+        "finercam",
+        "shapleycam",
+        "randomcam",
+        "smoothgradcampp",
+        "sscam",
+        "iscam",
     )
 
 
@@ -44,7 +55,7 @@ def test_shapes_dtype_and_detached(tiny, x32, method):
     classes = torch.tensor([[0, 1], [2, 3], [4, 5]])
     with CAMExtractor(tiny, method, "features") as ext:
         maps = ext(x32, classes)
-    size = (32, 32) if method.startswith("guided") else (16, 16)
+    size = (32, 32) if REGISTRY[method].pixel else (16, 16)
     assert maps.shape == (3, 2, *size)
     assert maps.dtype == torch.float32 and not maps.requires_grad
     assert torch.isfinite(maps).all() and (maps >= 0).all()

@@ -97,7 +97,7 @@ def test_benchmark_on_toy_data(trained, compose_at):
         for key in ("gt_known_loc", "maxboxacc_v2", "miou_tuned", "deletion_auc", "average_drop"):
             assert r[f"{key}_low"] <= r[key] <= r[f"{key}_high"], (m, key)
         assert float(rows[FAST.index(m)]["miou_low"]) == pytest.approx(r["miou_low"], abs=1e-6)
-    assert re.search(r"\| cam \| (\*\*)?\d+\.\d(\*\*)? \[\d+\.\d, \d+\.\d\] \|", md)
+    assert re.search(r"\| cam (⚠ )?\| (\*\*)?\d+\.\d(\*\*)? \[\d+\.\d, \d+\.\d\] \|", md)
     # a GAP + linear head: CAM and Grad-CAM give the same maps, and the report says so
     assert ["cam", "gradcam"] in results["meta"]["identical_maps"]["groups"]
     assert "Identical maps and scores: cam and gradcam" in page

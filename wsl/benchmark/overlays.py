@@ -51,7 +51,9 @@ def read_boxes(path: Path) -> dict[tuple[int, int], list[list[int]]]:
     return out
 
 
-def class_maps(model: nn.Module, method: str, layer: str, x: torch.Tensor, classes: list[int]) -> np.ndarray:
+def class_maps(
+    model: nn.Module, method: str, layer: str | list[str], x: torch.Tensor, classes: list[int]
+) -> np.ndarray:
     """``(K, H, W)`` maps in [0, 1] of ``classes`` for one image ``x`` ``(1, 3, H, W)``: ReLU, each map
     divided by its maximum, bilinear to the image."""
     with CAMExtractor(model, method=method, target_layer=layer) as ext:

@@ -31,11 +31,15 @@ from wsl.benchmark.styles import identical_groups
 from wsl.cam import CAMExtractor
 from wsl.data.transforms import to_tensor
 from wsl.metrics.faithfulness import average_drop_increase, deletion_insertion
-from wsl.metrics.sanity import cascading_randomization, flag
+from wsl.metrics.sanity import cascading_randomization, flag, layer_blocks
 
 log = logging.getLogger(__name__)
 KINDS = ("drop", "increase")  # the per-pair fields of average_drop_increase
 MAP_TOLERANCE = 2e-3  # float16 storage: about 1e-3 apart near 1
+SANITY_MODES = {  # how the report names what a sanity step randomised
+    "layers": "whole layers: weights, biases, normalisation parameters and statistics; Adebayo et al. 2018",
+    "conv_linear": "Conv / Linear weights and biases only; normalisation left trained",
+}
 
 
 @dataclass
@@ -116,14 +120,19 @@ def stored_maps(cams: Path, items: list[Item]) -> list[np.ndarray]:
     return out
 
 
-def default_blocks(model: nn.Module, depth: int) -> list[str]:
-    """The last ``depth`` convolution / linear layers of ``model``, top (logits) first."""
+def default_blocks(model: nn.Module, depth: int, mode: str = "conv_linear") -> list[str]:
+    """The top ``depth`` blocks of the sanity cascade, top (logits) first: whole layers
+    (:func:`~wsl.metrics.sanity.layer_blocks`, ``mode="layers"``) or the last convolution / linear
+    layers (``"conv_linear"``)."""
+    if mode == "layers":
+        return layer_blocks(model)[:depth]
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     return names[::-1][:depth]
 
 
-def sanity(model: nn.Module, method: str, layer: str, items: list[Item], blocks: list[str], threshold: float,
-           seed: int, resamples: int = RESAMPLES) -> dict:  # fmt: skip
+def sanity(model: nn.Module, method: str, layer: str | list[str], items: list[Item], blocks: list[str],
+           threshold: float, seed: int, resamples: int = RESAMPLES,
+           mode: str = "layers") -> dict:  # fmt: skip
     """Mean Spearman (and SSIM) of |map| after randomising ``blocks[0..i]``, over all maps of ``items``;
     ``flagged`` when the mean Spearman after all ``blocks`` is above ``threshold``; the final Spearman's
     bootstrap interval over the images (``sanity_spearman_low`` / ``_high``)."""
@@ -135,7 +144,7 @@ def sanity(model: nn.Module, method: str, layer: str, items: list[Item], blocks:
     rho, ssim = [], []
     for it in items:
         classes = torch.tensor([it.classes], device=it.x.device)
-        res = cascading_randomization(model, blocks, map_fn, it.x, classes, seed=seed)
+        res = cascading_randomization(model, blocks, map_fn, it.x, classes, seed=seed, mode=mode)
         rho.append(np.asarray(res["spearman_per_map"], np.float64))
         ssim.append(res["ssim_per_map"])
     if not rho:
@@ -168,7 +177,7 @@ class Probes:
 
     model: nn.Module
     device: torch.device
-    layer: str
+    layer: str | list[str]  # one target layer, or several (maps combined)
     blocks: list[str]
     faith: list[Item] = field(default_factory=list)
     sane: list[Item] = field(default_factory=list)
@@ -178,6 +187,7 @@ class Probes:
     seed: int = 0  # of the randomised weights and of the bootstrap resamples
     resamples: int = RESAMPLES
     maps: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)  # method -> stored_maps()
+    sanity_mode: str = "layers"  # what a cascade step randomises (wsl.metrics.sanity.MODES)
 
     def measure(self, method: str, cams: Path | None, status: dict[str, str]) -> dict:
         """Faithfulness of the stored maps in ``cams`` (None: skipped), sanity and cost of ``method``;
@@ -189,7 +199,7 @@ class Probes:
             self.maps[method] = stored_maps(cams, self.faith)
         if self.sane:
             args = (self.model, method, self.layer, self.sane, self.blocks, self.threshold, self.seed,
-                    self.resamples)  # fmt: skip
+                    self.resamples, self.sanity_mode)  # fmt: skip
             out |= probe(status, "sanity", lambda: sanity(*args))
         if self.costly:
             out |= probe(
@@ -201,7 +211,8 @@ class Probes:
         """What the probes were run on, for the report's legend."""
         return (
             f"Faithfulness on the first {len(self.faith)} images ({self.steps} steps), sanity on "
-            f"{len(self.sane)} images randomising {', '.join(self.blocks)} "
+            f"{len(self.sane)} images randomising {', '.join(self.blocks)} cumulatively from the top "
+            f"({SANITY_MODES[self.sanity_mode]}) "
             f"(flag: Spearman > {self.threshold}), "
             f"cost on {max(len(self.costly) - 1, 0)} images after one warm-up image."
         )

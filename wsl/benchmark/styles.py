@@ -16,10 +16,13 @@ from typing import Any
 
 from wsl.cam import METHODS
 
-# tab10 then black, so that the 11 methods of wsl.cam.METHODS each have their own colour.
+# tab10, black, then tab20's light shades, so that the 21 methods of wsl.cam.METHODS each have their own
+# colour and marker (tests/benchmark/test_plots.py).
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-          "#bcbd22", "#17becf", "#000000", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5")  # fmt: skip
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d", "H", "8", "1")
+          "#bcbd22", "#17becf", "#000000", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+          "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#8c6d31")  # fmt: skip
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d", "H", "8", "1", "2", "3", "4",
+           "+", "x", "|", "_", ".")  # fmt: skip
 LINES = ("-", "--", "-.", ":")
 TOLERANCE = 1e-5  # values closer than this are "identical" (stored units: fractions, probabilities, ...)
 

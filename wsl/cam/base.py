@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+
+from wsl.cam.targets import ClassScore, Target, gather_scores
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +82,20 @@ class TargetHook(AbstractContextManager):
     methods). ``mode="observe"``: keep ``out.detach()`` and return a clone (so that an in-place op after
     the layer cannot change what was kept). ``mode="replace"``: return ``replacement`` instead of the
     layer's output (Ablation-CAM). A layer called more than once per forward is refused.
+
+    ``chain=True`` (several target layers): in leaf mode, an output that already depends on an earlier
+    target's leaf is kept as it is (a node of the graph, not detached) so that the gradient w.r.t. the
+    earlier target still flows through this layer; its clone goes on.
     """
 
     def __init__(
-        self, layer: nn.Module, mode: Literal["leaf", "observe", "replace"], replacement: Tensor | None = None
+        self,
+        layer: nn.Module,
+        mode: Literal["leaf", "observe", "replace"],
+        replacement: Tensor | None = None,
+        chain: bool = False,
     ) -> None:
-        self.layer, self.mode, self.replacement = layer, mode, replacement
+        self.layer, self.mode, self.replacement, self.chain = layer, mode, replacement, chain
         self.captured: Tensor | None = None
         self.calls = 0
         self._handle: torch.utils.hooks.RemovableHandle | None = None
@@ -110,6 +120,9 @@ class TargetHook(AbstractContextManager):
         if self.mode == "replace":
             assert self.replacement is not None
             return self.replacement.clone()  # layers after the target may edit it in place
+        if self.chain and self.mode == "leaf" and out.requires_grad:
+            self.captured = out
+            return out.clone()
         self.captured = out.detach()
         if self.mode == "leaf":
             self.captured.requires_grad_(True)
@@ -118,23 +131,16 @@ class TargetHook(AbstractContextManager):
 
 @contextmanager
 def guided_relus(model: nn.Module) -> Iterator[None]:
-    """Guided Backpropagation (Springenberg et al. 2015) through hooks, without replacing modules.
+    """Guided Backpropagation (Springenberg et al. 2015) through hooks, without replacing modules, for every
+    ReLU-like activation (ReLU, ReLU6, LeakyReLU, SiLU, GELU, Hardswish; modules and functional calls).
 
-    The guided ReLU backward is ``relu(grad_out) * (x > 0)``; a tensor hook clamping the gradient that
-    reaches each ``nn.ReLU`` output to ``>= 0`` gives exactly that once the ReLU's own backward applies
-    its ``x > 0`` mask (also for in-place ReLUs).
+    The rule per activation and its mechanism: :mod:`wsl.cam.guided`. A model where no activation the
+    rule reaches runs raises ``ValueError`` instead of silently giving the plain input gradient.
     """
+    from wsl.cam.guided import guided_activations
 
-    def hook(module: nn.Module, inputs: Any, out: Tensor) -> None:
-        if isinstance(out, Tensor) and out.requires_grad:
-            out.register_hook(lambda g: g.clamp(min=0))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
-    try:
+    with guided_activations(model):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def model_logits(raw: Any) -> Tensor:
@@ -151,17 +157,12 @@ def model_logits(raw: Any) -> Tensor:
 
 
 def class_scores(logits: Tensor, index: Tensor, mask: Tensor | None) -> Tensor:
-    """Scores ``(N, K)`` of classes ``index`` ``(N, K)``.
+    """Scores ``(N, K)`` of classes ``index`` ``(N, K)`` (the ``logit`` target, :mod:`wsl.cam.targets`).
 
     Classifier logits ``(N, C)``: ``y_c``. Segmentation logits ``(N, C, H, W)``: the sum of the class-c
     logits over ``mask`` ``(N, K, H, W)``, as pytorch-grad-cam's ``SemanticSegmentationTarget``.
     """
-    if logits.ndim == 2:
-        return logits.gather(1, index)
-    assert mask is not None
-    n, k = index.shape
-    picked = logits.gather(1, index[:, :, None, None].expand(n, k, *logits.shape[2:]))
-    return (picked * mask).sum((2, 3))
+    return gather_scores(logits, index, mask)
 
 
 def batched_grad(scores: Tensor, inputs: Tensor) -> Tensor:
@@ -176,19 +177,36 @@ def batched_grad(scores: Tensor, inputs: Tensor) -> Tensor:
     Where an op after the target has no batching rule that works (``RuntimeError``), it falls back to one
     backward per class, with a warning.
     """
+    return batched_grads(scores, [inputs], range(scores.shape[1]), retain_graph=True)[0]
+
+
+def batched_grads(
+    scores: Tensor, inputs: Sequence[Tensor], columns: range, retain_graph: bool = True
+) -> list[Tensor]:
+    """Gradients ``(len(columns), *inputs[i].shape)`` of ``scores[:, k].sum()`` for the classes ``k`` of
+    ``columns`` w.r.t. EVERY tensor of ``inputs`` (several target layers), from one batched backward.
+
+    The class chunks of :class:`~wsl.cam.extractor.CAMExtractor` call it once per chunk on the same graph
+    (``retain_graph``); each class's gradient is computed exactly as in a call with all the classes.
+    """
     n, k = scores.shape
-    eye = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, n, k)
+    cols = torch.arange(columns.start, columns.stop, columns.step, device=scores.device)
+    eye = torch.zeros(len(cols), n, k, dtype=scores.dtype, device=scores.device)
+    eye[torch.arange(len(cols), device=scores.device), :, cols] = 1
     try:
-        (grads,) = torch.autograd.grad(
-            scores, inputs, grad_outputs=eye, retain_graph=True, is_grads_batched=True
+        grads = torch.autograd.grad(
+            scores, list(inputs), grad_outputs=eye, retain_graph=retain_graph, is_grads_batched=True
         )
-        return grads
+        return list(grads)
     except (RuntimeError, NotImplementedError) as err:
         # warnings (not logging): shown once per process by the default filter, not once per batch
         warnings.warn(f"batched gradient failed, one backward per class instead: {err}", stacklevel=2)
-    return torch.stack(
-        [torch.autograd.grad(scores[:, j].sum(), inputs, retain_graph=j < k - 1)[0] for j in range(k)]
-    )
+    ids = cols.tolist()
+    per_class = [
+        torch.autograd.grad(scores[:, j].sum(), list(inputs), retain_graph=retain_graph or j != ids[-1])
+        for j in ids
+    ]
+    return [torch.stack([g[i] for g in per_class]) for i in range(len(inputs))]
 
 
 def apply_reshape(transform: ReshapeTransform | None, tensor: Tensor, lead: int = 1) -> Tensor:
@@ -224,11 +242,16 @@ class Context:
     activations: Tensor | None = None
     gradients: Tensor | None = None
     input_gradients: Tensor | None = None
+    target: Target | None = None  # what a class's score is (None: the logit, wsl.cam.targets)
+
+    def score(self, output: Tensor, index: Tensor, mask: Tensor | None) -> Tensor:
+        """Scores ``(N, K)`` of the classes ``index`` in a model output under this context's target."""
+        return (self.target or ClassScore())(output, index, mask)
 
     def row_scores(self, logits: Tensor, rows: Tensor) -> Tensor:
         """Scores ``(N, K)`` in ``logits`` (one row per forwarded input) of the classes of images ``rows``."""
         mask = None if self.mask is None else self.mask[rows]
-        return class_scores(logits, self.index[rows], mask)
+        return self.score(logits, self.index[rows], mask)
 
     @torch.no_grad()
     def forward_scores(self, x: Tensor, rows: Tensor) -> Tensor:
@@ -263,7 +286,7 @@ class Context:
         x = self.images.detach().clone().requires_grad_(True)
         with torch.enable_grad(), guided_relus(self.model):
             logits = model_logits(self.model(x))
-            scores = class_scores(logits, self.index, self.mask) * self.valid
+            scores = self.score(logits, self.index, self.mask) * self.valid
             if scores.shape[1] == 0:
                 return x.new_zeros((x.shape[0], 0, *x.shape[1:]))
             return batched_grad(scores, x).transpose(0, 1).detach()

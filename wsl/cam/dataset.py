@@ -16,7 +16,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,12 @@ class CamSettings:
     """How the maps of a dataset are made (stage=cams's options, conf/stage/cams.yaml)."""
 
     method: str = "gradcam"
-    target_layer: str = "layer4"
+    target_layer: str | tuple[str, ...] = "layer4"  # several: their maps combined (wsl.cam.layers)
     relu: bool = True
+    target: str = "logit"  # what a class's score is (wsl.cam.targets)
+    max_grad_mb: float | None = None  # class gradients held at once (MiB); None: from free memory
+    aug_smooth: bool = False
+    options: dict = field(default_factory=dict)  # method options (wsl.cam.methods.METHOD_OPTIONS)
     inner_batch: int = 64  # masked / ablated inputs per forward pass (Score-CAM, Ablation-CAM)
     scales: tuple[float, ...] = (1.0,)
     flip: bool = True
@@ -151,7 +155,15 @@ def write_dataset_cams(
     with (
         bar,
         CAMExtractor(
-            model, method=s.method, target_layer=s.target_layer, relu=s.relu, batch_size=s.inner_batch
+            model,
+            method=s.method,
+            target_layer=list(s.target_layer) if isinstance(s.target_layer, tuple) else s.target_layer,
+            relu=s.relu,
+            batch_size=s.inner_batch,
+            options=s.options,
+            aug_smooth=s.aug_smooth,
+            target=s.target,
+            max_grad_mb=s.max_grad_mb,
         ) as ext,
     ):
         for items in loader:

@@ -28,7 +28,7 @@ def explain(
     model: torch.nn.Module,
     image: np.ndarray,
     method: str,
-    target_layer: str,
+    target_layer: str | list[str],
     mean: Sequence[float],
     std: Sequence[float],
     class_names: Sequence[str],

@@ -24,6 +24,8 @@ from wsl.evaluation.labelmaps import (
     seed_coverage,
 )
 from wsl.evaluation.localization import LocalizationEvaluator, coco_box_ap, evaluate_localization
+from wsl.evaluation.loop import loop_figures, loop_markdown
+from wsl.evaluation.network import NetworkResult, evaluate_network
 from wsl.evaluation.report import save_localization, save_segmentation, summary
 from wsl.evaluation.results import (
     CamMaskResult,
@@ -51,6 +53,7 @@ __all__ = [
     "LocalizationProtocol",
     "LocalizationResult",
     "MissingMapError",
+    "NetworkResult",
     "SeedEvaluator",
     "SeedResult",
     "SegmentationResult",
@@ -58,7 +61,10 @@ __all__ = [
     "coco_box_ap",
     "evaluate_cam_masks",
     "evaluate_localization",
+    "evaluate_network",
     "evaluate_segmentation",
+    "loop_figures",
+    "loop_markdown",
     "seed_coverage",
     "save_localization",
     "save_segmentation",

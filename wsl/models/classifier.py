@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from wsl import io
+from wsl.models.weights import load_backbone_weights
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +76,29 @@ def load_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
     return io.imagenet_state_dict(imagenet_weights(arch).url, arch)
 
 
-def build_classifier(arch: str, num_classes: int, pretrained: bool = False) -> nn.Module:
-    """A classifier returning (B, num_classes) scores; see the module docstring."""
+def build_classifier(
+    arch: str, num_classes: int, pretrained: bool = False, weights: str | None = None
+) -> nn.Module:
+    """A classifier returning (B, num_classes) scores; see the module docstring. ``weights``: a local file
+    of pretrained weights (:func:`wsl.models.weights.load_backbone_weights`: head keys that do not fit
+    are dropped with a log line, any other mismatch is one line naming the keys)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown classifier {arch!r}; allowed: {', '.join(ARCHS)}")
+    if pretrained and weights:
+        raise ValueError("model.pretrained=true and model.weights both give weights: choose one")
     if arch == "small_cnn":
         if pretrained:
             raise ValueError("small_cnn has no pretrained weights; set model.pretrained=false")
-        return SmallCNN(num_classes)
-    net = getattr(torchvision.models, arch)(weights=None)
-    if pretrained:
-        net.load_state_dict(load_imagenet_state(arch))
-        log.info("initialised %s from torchvision's ImageNet weights", arch)
-    if arch == "vgg16":
-        return VGGGAP(net, num_classes)
-    net.fc = nn.Linear(net.fc.in_features, num_classes)
+        net = SmallCNN(num_classes)
+    else:
+        net = getattr(torchvision.models, arch)(weights=None)
+        if pretrained:
+            net.load_state_dict(load_imagenet_state(arch))
+            log.info("initialised %s from torchvision's ImageNet weights", arch)
+        if arch == "vgg16":
+            net = VGGGAP(net, num_classes)
+        else:
+            net.fc = nn.Linear(net.fc.in_features, num_classes)
+    if weights:
+        load_backbone_weights(net, io.load_state_dict(weights), str(weights), num_classes)
     return net

@@ -8,6 +8,7 @@ missing input into one line naming the command to run.
 
     train -> cams -> boxes -> eval (localization)
                   -> seeds -> sec -> labels -> eval (segmentation)
+             cams -> affinity -> randomwalk -> eval (segmentation)
              cams -> benchmark, visualize (any CAM method, side by side)
 """
 
@@ -23,6 +24,9 @@ STAGES: dict[str, str] = {
     "seeds": "wsl.stages.seeds",
     "sec": "wsl.stages.sec",
     "labels": "wsl.stages.labels",
+    "affinity": "wsl.stages.affinity",
+    "randomwalk": "wsl.stages.randomwalk",
+    "segtrain": "wsl.stages.segtrain",
     "eval": "wsl.stages.eval",
     "benchmark": "wsl.stages.benchmark",
     "visualize": "wsl.stages.visualize",
@@ -37,6 +41,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "seeds": ("cams",),
     "sec": ("seeds",),
     "labels": ("sec",),
+    "affinity": ("cams",),
+    "randomwalk": ("cams", "affinity"),
+    "segtrain": (),  # stage.labels picks the refiner (labels or randomwalk): the stage checks its input
     "eval": ("cams",),
     "benchmark": ("train",),
     "visualize": ("train",),
@@ -57,6 +64,9 @@ WRITES: dict[str, tuple[str, str]] = {
     "seeds": ("seeds/<cam>/<split>/<id>.png", "maps -> SEC's foreground / background cues"),
     "sec": ("sec/<cam>/final.pt", "SEC: seed, expand and constrain training of a segmentation network"),
     "labels": ("labels/<cam>/<split>/<id>.png", "pseudo-labels: the SEC network + a dense CRF"),
+    "affinity": ("affinity/<cam>/final.pt", "IRN: a class-boundary network on the CAMs' confident regions"),
+    "randomwalk": ("randomwalk/<cam>/<split>/<id>.png", "pseudo-labels: CAMs + random walk on affinities"),
+    "segtrain": ("segtrain/<labels>/<cam>/final.pt", "the final network, on a refiner's pseudo-labels"),
     "eval": ("eval/<cam>/<split>/<task>/", "localization and segmentation scores against the annotations"),
     "benchmark": ("benchmark/report.html", "every CAM method side by side: quality, faithfulness, cost"),
     "visualize": ("visualize/<split>/", "overlays of chosen images: methods, layers, failures"),

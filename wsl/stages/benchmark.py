@@ -93,8 +93,11 @@ def run(cfg: DictConfig) -> dict:
         raise UserError(f"split {split!r} has no image to benchmark")
     picks = bm.pick_images(ds, st.gallery.ids, min(int(st.gallery.images), n), "stage.gallery.ids")
     model = common.load_classifier(cfg, device)
+    mode = str(st.sanity.mode)  # layers (Adebayo et al.'s whole layers) or conv_linear
     blocks = (
-        [str(b) for b in st.sanity.blocks] if st.sanity.blocks else bm.default_blocks(model, st.sanity.depth)
+        [str(b) for b in st.sanity.blocks]
+        if st.sanity.blocks
+        else bm.default_blocks(model, st.sanity.depth, mode)
     )
 
     def items(k: int) -> list[bm.Item]:
@@ -103,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
     probes = bm.Probes(
         model,
         device,
-        str(cfg.cam.target_layer),
+        common.cam_layer(cfg),
         blocks,
         items(st.faithfulness.images),
         items(st.sanity.images),
@@ -111,6 +114,7 @@ def run(cfg: DictConfig) -> dict:
         int(st.faithfulness.steps),
         float(st.sanity.threshold),
         int(cfg.seed),
+        sanity_mode=mode,
     )
     rows: dict[str, dict] = {}
     for k, m in enumerate(methods):
@@ -138,6 +142,7 @@ def run(cfg: DictConfig) -> dict:
         table=tab,
         status={m: r["status"] for m, r in rows.items()},
         sanity_blocks=blocks,
+        sanity_mode=mode,
         images=n,
         peak_memory=bm.PEAK_MEMORY_NOTE,
         notes=meta["notes"],

@@ -6,6 +6,7 @@ This and the stage modules are the only code that reads the configuration; every
 from __future__ import annotations
 
 import copy
+import enum
 import logging
 import random
 from pathlib import Path
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl import CONF_DIR, dist, io
 from wsl.cam import CamSettings
+from wsl.cam.methods import METHOD_OPTIONS
 from wsl.config_schema import register_resolvers, register_schemas
 from wsl.errors import Failures, UserError
 from wsl.layout import RunLayout
@@ -188,13 +190,31 @@ def load_segmodel(cfg: DictConfig, device: torch.device, path: Path | None = Non
     return model.to(device).eval()
 
 
+def _plain(value: Any) -> Any:
+    """A config value as plain Python (lists and enums included)."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+    return str(value) if isinstance(value, enum.Enum) else value
+
+
+def cam_layer(cfg: DictConfig) -> str | list[str]:
+    """``cam.target_layer``: one module name, or a list of names (their maps combined)."""
+    layer = cfg.cam.target_layer
+    return str(layer) if isinstance(layer, str) else [str(v) for v in layer]
+
+
 def cam_settings(cfg: DictConfig) -> CamSettings:
     """stage=cams's options (``cfg.stage`` must be a cams stage node) and the ``cam`` group."""
     st, cam = cfg.stage, cfg.cam
+    layer = cam_layer(cfg)
     return CamSettings(
         method=str(cam.method),
-        target_layer=str(cam.target_layer),
+        target_layer=layer if isinstance(layer, str) else tuple(layer),
         relu=bool(cam.relu),
+        target=str(cam.get("target", "logit")),
+        max_grad_mb=None if st.get("max_grad_mb") is None else float(st.max_grad_mb),
+        aug_smooth=bool(cam.get("aug_smooth", False)),
+        options={k: _plain(cam[k]) for k in METHOD_OPTIONS if k in cam},
         inner_batch=int(cam.batch_size),
         scales=tuple(float(s) for s in st.scales),
         flip=bool(st.flip),
@@ -255,6 +275,8 @@ def compose_cam(cfg: DictConfig, method: str) -> DictConfig:
     """``cfg`` with the ``cam`` group set to ``method``, at ``cfg``'s target layer."""
     node = _compose([f"cam={method}"]).cam
     node.target_layer = cfg.cam.target_layer
+    if "target" in cfg.cam:
+        node.target = cfg.cam.target
     return _with(cfg, cam=node)
 
 
@@ -297,6 +319,7 @@ def produced(cfg: DictConfig, stage: str) -> Path:
         "boxes": lambda: lay.boxes_file(cam, split),
         "seeds": lambda: RunLayout.manifest(lay.seeds(cam, split)),
         "sec": lambda: Path(cfg.stage.get("checkpoint") or lay.sec_network(cam)),
+        "affinity": lambda: Path(cfg.stage.get("checkpoint") or lay.affinity_network(cam)),
     }[stage]()
 
 
@@ -305,6 +328,6 @@ def command(cfg: DictConfig, stage: str) -> str:
     parts = ["python -m wsl.run", f"stage={stage}"]
     if stage != "train":
         parts.append(f"cam={cfg.cam.name}")
-    if stage in ("cams", "boxes", "seeds", "sec"):
+    if stage in ("cams", "boxes", "seeds", "sec", "affinity"):
         parts.append(f"stage.split={cfg.stage.get('split', 'val')}")
     return " ".join(parts)

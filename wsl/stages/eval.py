@@ -4,7 +4,11 @@
 (:func:`wsl.evaluation.evaluate_localization`: Grad-CAM protocol top-1 / top-5 / GT-known and CorLoc,
 pointing game, MaxBoxAcc V1/V2, PxAP where masks exist, COCO box AP of stage=boxes' file when present).
 ``segmentation``: CAM masks (IRN's protocol, fixed and tuned background threshold), and the seeds and
-pseudo-labels of the run where they exist (:func:`wsl.evaluation.evaluate_segmentation`). ``all``: every
+pseudo-labels of the run where they exist (:func:`wsl.evaluation.evaluate_segmentation`), and the trained
+networks of ``stage.networks`` the run has (SEC's, stage=segtrain's: multi-scale + flip, with and without
+the dense CRF; :func:`wsl.evaluation.network.evaluate_network`) -> ``eval/<cam>/<split>/network/<name>/``.
+Every eval ends with ``eval/<cam>/loop.{json,md}``, the whole WSSS loop of the run in one table
+(:mod:`wsl.evaluation.loop`). ``all``: every
 task the dataset has annotations for. Under torchrun each rank scores its share of the images and the
 accumulators are merged, so the figures equal a single process's. Writes ``metrics.json`` (fractions),
 ``metrics.md``, plots and ``manifest.json``. Items that cannot be scored (a damaged CAM file, a mask of the
@@ -19,7 +23,7 @@ import time
 
 from omegaconf import DictConfig
 
-from wsl import dist
+from wsl import dist, io
 from wsl.errors import Failures, UserError
 from wsl.evaluation import (
     LocalizationProtocol,
@@ -31,6 +35,9 @@ from wsl.evaluation import (
     summary,
     sweep_thresholds,
 )
+from wsl.evaluation.loop import loop_figures, loop_markdown, save_loop
+from wsl.evaluation.network import evaluate_network, save_network
+from wsl.segmentation import CRFPool
 from wsl.stages import common
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,38 @@ def _segmentation(cfg: DictConfig, ds, mine: list[int]):
     return res, res.cams.images
 
 
+def _networks(cfg: DictConfig, mine: list[int]) -> dict:
+    """Every trained network of the run that ``stage.networks`` names, scored on the split (rank 0 writes)."""
+    st, cam, split, lay = cfg.stage, cfg.cam.name, common.split_name(cfg), common.layout(cfg)
+    nets = [("sec", lay.sec_network(cam), cfg.segmodel.input_size)] if "sec" in st.networks else []
+    nets += [(f"segtrain-{r}", lay.segtrain_network(r, cam), None) for r in ("sec", "randomwalk")
+             if "segtrain" in st.networks]  # fmt: skip
+    nets = [n for n in nets if n[1].is_file()]
+    for n in [n for n in nets if io.load_checkpoint(n[1]).get("segmodel") not in (None, cfg.segmodel.name)]:
+        log.warning("%s holds another network than segmodel=%s: left out (score it with segmodel=%s)", n[1],
+                    cfg.segmodel.name, io.load_checkpoint(n[1])["segmodel"])  # fmt: skip
+        nets.remove(n)
+    if not nets:
+        return {}
+    device, gt, results = common.resolve_device(cfg.device), common.build_dataset(cfg, split, True), {}
+    with CRFPool(st.crf_processes if st.net_crf else 0) as pool:
+        for name, path, size in nets:
+            started, model = time.time(), common.load_segmodel(cfg, device, path)
+            res = evaluate_network(gt, model, name, cfg.dataset.mean, cfg.dataset.std, device,
+                                   list(st.net_scales), st.net_flip, size, st.net_crf, pool, indices=mine,
+                                   reduce=dist.merge_all)  # fmt: skip
+            bad = Failures(res.plain.failed_items)
+            bad.check(len(gt), float(st.max_failed), f"eval {name} {cam}/{split}")
+            out = lay.eval_network(cam, split, name)
+            if dist.is_main():
+                save_network(out, res)
+            common.write_manifest(out, cfg, started, done=res.plain.images, failed=res.plain.failed)
+            crf = "" if res.crf is None else f", with the dense CRF {100 * (res.miou_crf or 0):.1f} %"
+            log.info("network %s on %s: mIoU %.1f %%%s -> %s", name, split, 100 * (res.miou or 0), crf, out)
+            results[name] = res.to_json()
+    return results
+
+
 def run(cfg: DictConfig) -> dict:
     dist.init()
     st = cfg.stage
@@ -93,8 +132,15 @@ def run(cfg: DictConfig) -> dict:
         common.write_manifest(out, cfg, started, done=int(images), failed=len(failed), failed_items=failed)
         log.info("%s %s/%s: %s -> %s", task, cam, split, summary(res), out)
         results[task] = res.to_json()
+        if task == "segmentation":
+            results.update(_networks(cfg, mine))
     if not results:
         raise UserError(
             f"nothing to evaluate on {split}: dataset={cfg.dataset.name} has neither boxes nor masks"
         )
+    lay = common.layout(cfg)  # the whole loop of the run, from whatever it has made so far
+    figures = loop_figures(lay, cam, cfg.dataset.train_split, cfg.dataset.val_split)
+    if dist.is_main():
+        save_loop(lay.loop(cam), figures, cfg.run)
+    log.info("the WSSS loop of this run -> %s\n%s", lay.loop(cam) / "loop.md", loop_markdown([figures]))
     return results

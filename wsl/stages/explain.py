@@ -47,7 +47,7 @@ def run(cfg: DictConfig) -> dict:
             log.warning("skipping %s: %s", path, e)
             failed += 1
             continue
-        picture, classes = explain(model, image, str(cfg.cam.method), str(cfg.cam.target_layer),
+        picture, classes = explain(model, image, str(cfg.cam.method), common.cam_layer(cfg),
                                    cfg.dataset.mean, cfg.dataset.std, cfg.dataset.class_names, st.top_k,
                                    st.alpha)  # fmt: skip
         io.write_image(out / f"{path.stem}.png", picture)

@@ -8,8 +8,11 @@ SEC's Caffe multipliers (:func:`~wsl.models.deeplab.sec_param_groups`), lr x gam
 Writes ``sec/<cam>/last.pt`` every ``checkpoint_every`` iterations (a re-run resumes from it, dropout RNG
 included), ``final.pt``, ``history.json``, ``loss.png``, ``metrics.json``, ``manifest.json``; the stage is
 done when all of them exist (a re-run after a kill writes the missing ones). Under
-torchrun: DDP, each rank its share of every batch, rank 0 writes. ``metrics.json`` says where the time
-goes (``seconds_per_iteration``, ``crf_share``): the network, or the CRFs between forward and backward.
+torchrun: DDP, each rank its share of every batch (the global batches are a single process's when
+``batch_size`` is a multiple of the processes), BatchNorm over the global batch, rank 0 writes; dropout
+masks come from each rank's generator, so a run matches one process in distribution, not bit for bit.
+``metrics.json`` says where the time goes (``seconds_per_iteration``, ``crf_share``): the network, or the
+CRFs between forward and backward.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from wsl import dist, io
 from wsl.models.deeplab import sec_param_groups
+from wsl.models.training import sync_batchnorm
 from wsl.progress import track
 from wsl.segmentation import CRFPool, decay_for_grid
 from wsl.segmentation.sec import (
@@ -60,7 +64,7 @@ def run(cfg: DictConfig) -> dict:
     if len(indices) < len(ds):
         log.warning("%d of %d images have no seeds in %s: left out", len(ds) - len(indices), len(ds),
                     seeds_dir)  # fmt: skip
-    model = common.build_segmodel(cfg).to(device)
+    model = sync_batchnorm(common.build_segmodel(cfg).to(device), device)  # BatchNorm: the global batch
     grid = grid_size(model, cfg.segmodel.input_size, device)
     meta = common.segmodel_meta(cfg, grid)
     decays = tuple(decay_for_grid(d, grid[0] * grid[1]) for d in (st.d_pos, st.d_neg, st.d_bg))

@@ -6,7 +6,10 @@ and ``manifest.json``. The stage is done when ALL of them exist with ``last.pt``
 re-run resumes from ``last.pt`` (the same weights as an uninterrupted run on CPU: data order and
 augmentation depend only on (seed, epoch, image)) or writes the files a kill left missing.
 ``stage.overwrite=true`` retrains. ``model.checkpoint`` initialises the weights. Unusable images are
-skipped and counted; more than ``stage.max_failed`` of a split is one error line.
+skipped and counted; more than ``stage.max_failed`` of a split is one error line. Under torchrun: DDP, each
+rank its share of every global batch of ``stage.batch_size`` and BatchNorm over the global batch
+(:mod:`wsl.models.training`), so the steps are a single process's up to float rounding; rank 0 validates
+and writes.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from wsl.data.transforms import EvalTransform, TrainTransform
 from wsl.errors import Failures, UserError
 from wsl.models import fit_state_dict
 from wsl.models.training import (
-    EpochSampler,
+    GlobalBatchSampler,
     LabelledImages,
     evaluate_classifier,
     make_loaders,
     rng_state,
     set_rng_state,
+    sync_batchnorm,
     train_epoch,
     warmup_cosine,
 )
@@ -59,7 +63,9 @@ def run(cfg: DictConfig) -> dict:
     augment = TrainTransform(st.input_size, mean, std, st.min_crop_area, st.jitter, cfg.seed)
     train_set = LabelledImages(train_ds, augment, cfg.seed)
     val_set = LabelledImages(val_ds, EvalTransform(st.input_size, mean, std))
-    sampler = EpochSampler(len(train_set), cfg.seed, dist.rank(), dist.world_size())
+    if st.batch_size < dist.world_size():
+        raise UserError(f"stage.batch_size={st.batch_size} cannot be shared by {dist.world_size()} processes")
+    sampler = GlobalBatchSampler(len(train_set), st.batch_size, cfg.seed, dist.rank(), dist.world_size())
     train_loader, val_loader = make_loaders(
         train_set, val_set, st.batch_size, cfg.num_workers, sampler, device.type == "cuda"
     )
@@ -69,6 +75,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.model.get("checkpoint"):
         path = cfg.model.checkpoint
         fit_state_dict(model, io.load_state_dict(path), str(path), f"model={cfg.model.name}")
+    model = sync_batchnorm(model, device)  # before the optimizer sees its parameters; the same state keys
     opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
     steps = st.epochs * len(train_loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, min(st.warmup_steps, steps // 4)))

@@ -60,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
     chosen = pick_images(ds, st.ids, int(st.limit), "stage.ids")
     out = common.layout(cfg).visualize(split)
     mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
-    target, method = str(cfg.cam.target_layer), str(cfg.cam.method)
+    target, method = common.cam_layer(cfg), str(cfg.cam.method)
     layers: list[str] | None = [str(v) for v in st.layers] if st.layers else None
     labels = ds.labels()
     written: list[Path] = []
@@ -76,7 +76,8 @@ def run(cfg: DictConfig) -> dict:
         by_method = {m: class_maps(model, m, target, x, classes) for m in methods}
         tiles, titles = class_rows(image, gt, classes, names, by_method, st.alpha)
         written.append(_save(out / "methods" / f"{ds.ids[i]}.png", tiles, titles, len(methods) + 1))
-        layers = layers or auto_layers(model, target, x)
+        # a list of CAM layers: each one's own maps; one layer: every resolution up to it
+        layers = layers or (target if isinstance(target, list) else auto_layers(model, target, x))
         by_layer = {f"{method} @ {n}": class_maps(model, method, n, x, classes) for n in layers}
         tiles, titles = class_rows(image, gt, classes, names, by_layer, st.alpha)
         written.append(_save(out / "layers" / f"{ds.ids[i]}.png", tiles, titles, len(layers) + 1))

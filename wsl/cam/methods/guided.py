@@ -1,7 +1,9 @@
 """Guided Backpropagation (Springenberg et al., ICLR Workshop 2015) and Guided Grad-CAM (Selvaraju 2017).
 
 PIXEL maps ``(B, K, H, W)``: the guided gradient of the class score w.r.t. the input (ReLU backward
-passing only positive gradients to positive inputs), reduced over RGB by the maximum absolute value.
+passing only positive gradients to positive inputs; the same rule at ReLU6, LeakyReLU, SiLU, GELU and
+Hardswish, modules or functional calls: :mod:`wsl.cam.guided`, which refuses a model where no such
+activation runs), reduced over RGB by the maximum absolute value.
 Guided Grad-CAM multiplies it by the Grad-CAM map (ReLU, bilinear upsampling to the input, min-max to
 [0, 1] as the original code and pytorch-grad-cam do). These are the one exception to "the gradient stops
 at the target layer": they need a full backward to the pixels.
