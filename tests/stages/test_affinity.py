@@ -10,6 +10,7 @@ import torch
 from distributed import cli_paths, ok, wsl
 
 from wsl import io
+from wsl.evaluation import score_seeds
 from wsl.layout import RunLayout
 from wsl.stages import affinity as affinity_stage
 from wsl.stages import cams as cams_stage
@@ -36,6 +37,10 @@ def test_affinity_trains_writes_and_skips_when_done(trained, compose, loss):
         seeds = io.read_label_png(layout(cfg).affinity_labels(cfg.cam.name) / f"{ds.ids[i]}.png")
         assert seeds.shape == ds.image_size(i)
         assert set(np.unique(seeds)) <= {0, 255, *(np.flatnonzero(ds.labels()[i] > 0) + 1)}
+    # the confident regions' seed scores (the loop table's "IRN confident regions" row)
+    gt = build_dataset(cfg, "train", True)
+    direct = score_seeds(gt, layout(cfg).affinity_labels(cfg.cam.name), range(8))
+    assert 0 < m["confident_seeds"]["miou"] == pytest.approx(direct.miou)
     state = io.load_checkpoint(out / "final.pt")
     assert (
         state["kind"] == {"boundary": "boundary", "affinity": "embedding"}[loss] and state["iteration"] == 2

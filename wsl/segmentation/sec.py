@@ -34,6 +34,21 @@ log = logging.getLogger(__name__)
 LOSSES = ("seed", "expand", "constrain", "total")
 
 
+def image_and_png(ds: Any, i: int, folder: Path, what: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Image ``i`` of ``ds`` and its label PNG ``folder/<id>.png`` (seeds, pseudo-labels) for a training
+    batch; None, with one warning, when either is unreadable or their sizes differ (the batch goes on)."""
+    try:
+        image = ds.load_image(i)
+        label = io.read_label_png(folder / f"{ds.ids[i]}.png")
+    except (OSError, ValueError) as e:
+        log.warning("skipping %s in this batch: %s", ds.ids[i], e)
+        return None
+    if label.shape != image.shape[:2]:
+        log.warning("skipping %s: %s %s, image %s", ds.ids[i], what, label.shape, image.shape[:2])
+        return None
+    return image, label
+
+
 class SECTrainSet(Dataset):
     """Samples for SEC: ``x`` (3, S, S) normalised, ``small`` uint8 (h, w, 3) CRF image, ``seeds`` int64
     (h, w) on the grid (255 = no cue), ``label`` float32 (C,) multi-hot, ``scale`` the CRF's s.
@@ -61,15 +76,10 @@ class SECTrainSet(Dataset):
 
     def __getitem__(self, j: int) -> dict[str, Any] | None:
         i = self.indices[j]
-        try:
-            image = self.ds.load_image(i)
-            seeds = io.read_label_png(self.seeds_dir / f"{self.ds.ids[i]}.png")
-        except (OSError, ValueError) as e:
-            log.warning("skipping %s in this batch: %s", self.ds.ids[i], e)
+        pair = image_and_png(self.ds, i, self.seeds_dir, "seeds")
+        if pair is None:
             return None
-        if seeds.shape != image.shape[:2]:
-            log.warning("skipping %s: seeds %s, image %s", self.ds.ids[i], seeds.shape, image.shape[:2])
-            return None
+        image, seeds = pair
         (h, w), (H, W) = self.grid_hw, image.shape[:2]
         # The CRF sees the original uint8 pixels (area-averaged to the grid), never the normalised tensor.
         small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)

@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from wsl import io
 from wsl.data.transforms import to_tensor
-from wsl.segmentation.sec import schedule
+from wsl.segmentation.sec import image_and_png, schedule
 
 __all__ = [
     "IGNORE",
@@ -138,15 +137,10 @@ class SegTrainSet(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor] | None:
         iteration, j = key
         i = self.indices[j]
-        try:
-            image = self.ds.load_image(i)
-            label = io.read_label_png(self.labels_dir / f"{self.ds.ids[i]}.png")
-        except (OSError, ValueError) as e:
-            log.warning("skipping %s in this batch: %s", self.ds.ids[i], e)
+        pair = image_and_png(self.ds, i, self.labels_dir, "labels")
+        if pair is None:
             return None
-        if label.shape != image.shape[:2]:
-            log.warning("skipping %s: labels %s, image %s", self.ds.ids[i], label.shape, image.shape[:2])
-            return None
+        image, label = pair
         rng = np.random.default_rng([self.seed, iteration, i])
         im, lab, inside = augment(image, label, rng, self.crop, self.scale_range, self.flip)
         x = to_tensor(im, self.mean, self.std) * torch.from_numpy(inside)  # padding = the mean pixel (0)

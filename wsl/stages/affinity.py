@@ -101,13 +101,7 @@ def run(cfg: DictConfig) -> dict:
     )
     per_epoch = len(indices) // (per_rank * dist.world_size())
     total = per_epoch * st.epochs
-    start, history = 0, []
-    if (out / "last.pt").is_file() and not st.overwrite:
-        state = io.load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, history = int(state["iteration"]), list(state["history"])
-        log.info("resuming the affinity training from %s at iteration %d", out / "last.pt", start)
+    start, history, _ = common.resume(out, model, opt, st.overwrite, "the affinity training")
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
     batches = schedule(len(indices), per_rank, start, total, cfg.seed, dist.rank(), dist.world_size())
     batches = [[(it, indices[k]) for k in b] for it, b in enumerate(batches, start)]

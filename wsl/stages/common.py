@@ -9,6 +9,7 @@ import copy
 import enum
 import logging
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from wsl.cam import CamSettings
 from wsl.cam.methods import METHOD_OPTIONS
 from wsl.config_schema import register_resolvers, register_schemas
 from wsl.errors import Failures, UserError
+from wsl.evaluation import score_labels
 from wsl.layout import RunLayout
 from wsl.manifest import manifest
 from wsl.models import fit_state_dict
@@ -331,3 +333,48 @@ def command(cfg: DictConfig, stage: str) -> str:
     if stage in ("cams", "boxes", "seeds", "sec", "affinity"):
         parts.append(f"stage.split={cfg.stage.get('split', 'val')}")
     return " ".join(parts)
+
+
+def finish_pseudo_labels(cfg: DictConfig, ds, out: Path, list_file: Path, mine: list[int], done: int,
+                         skipped: int, failures: Failures, started: float) -> dict:  # fmt: skip
+    """The end of a pseudo-label stage (labels, randomwalk): the list file
+    ``<list_image_prefix><id><list_image_suffix> <list_label_prefix><id>.png`` of every image with a PNG,
+    the scores where the split has masks, ``metrics.json`` and the manifest; the metrics."""
+    st, split = cfg.stage, split_name(cfg)
+    done, skipped = (int(v) for v in dist.all_reduce_sum([done, skipped]))
+    dist.barrier()
+    lines = [
+        f"{st.list_image_prefix}{ds.ids[i]}{st.list_image_suffix} {st.list_label_prefix}{ds.ids[i]}.png\n"
+        for i in range(first_n(ds, st.limit))
+        if (out / f"{ds.ids[i]}.png").is_file()
+    ]
+    if dist.is_main():
+        io.write_text(list_file, "".join(lines))
+    metrics = {"split": split, "images": done + skipped, "done": done, "skipped": skipped,
+               "failed": len(failures), "listed": len(lines), "list_file": str(list_file)}  # fmt: skip
+    gt = dataset_with_masks(cfg, split)
+    if gt is not None:
+        scores = score_labels(gt, out, mine, dist.merge_all)
+        metrics["labels"], metrics["miou"] = asdict(scores), scores.miou
+    write_metrics(out, metrics)
+    write_manifest(out, cfg, started, done=done, skipped=skipped, failed=len(failures),
+                   failed_items=failures.as_dict())  # fmt: skip
+    miou = f"; mIoU {100 * metrics['miou']:.1f} %" if metrics.get("miou") is not None else ""
+    log.info("%s %s/%s: %d written, %d skipped, %d failed%s -> %s (list %s)", st.name, cfg.cam.name, split,
+             done, skipped, len(failures), miou, out, list_file)  # fmt: skip
+    return metrics
+
+
+def resume(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, overwrite: bool,
+           what: str) -> tuple[int, list, dict]:  # fmt: skip
+    """``(iteration, history, state)`` of ``out/last.pt`` loaded into ``model`` and ``opt`` (an
+    iteration-based training: sec, affinity, segtrain); ``(0, [], {})`` when there is none or on
+    ``overwrite``."""
+    if not (out / "last.pt").is_file() or overwrite:
+        return 0, [], {}
+    state = io.load_checkpoint(out / "last.pt")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    start = int(state["iteration"])
+    log.info("resuming %s from %s at iteration %d", what, out / "last.pt", start)
+    return start, list(state["history"]), state

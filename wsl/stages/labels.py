@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 
 import numpy as np
 from omegaconf import DictConfig
@@ -25,7 +24,6 @@ from omegaconf import DictConfig
 from wsl import dist, io
 from wsl.data.transforms import downscale, upsample_labels
 from wsl.errors import Failures
-from wsl.evaluation import score_labels
 from wsl.progress import track
 from wsl.segmentation import CRFPool, label_job
 from wsl.segmentation.sec import predict_probs
@@ -85,45 +83,5 @@ def run(cfg: DictConfig) -> dict:
                 done += 1
             bar.update(len(todo[start : start + st.batch_size]))
     failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
-    done, skipped = (int(v) for v in dist.all_reduce_sum([done, skipped]))
-    failed = len(failures)
-    dist.barrier()
-    # <list_image_prefix><id><list_image_suffix> <list_label_prefix><id>.png for each image with a label
-    first = range(common.first_n(ds, st.limit))
-    lines = [
-        f"{st.list_image_prefix}{ds.ids[i]}{st.list_image_suffix} {st.list_label_prefix}{ds.ids[i]}.png\n"
-        for i in first
-        if (out / f"{ds.ids[i]}.png").is_file()
-    ]
     list_file = lay.label_list(cfg.cam.name, split)
-    if dist.is_main():
-        io.write_text(list_file, "".join(lines))
-    metrics = {
-        "split": split,
-        "images": done + skipped,
-        "done": done,
-        "skipped": skipped,
-        "failed": failed,
-        "listed": len(lines),
-        "list_file": str(list_file),
-    }
-    gt = common.dataset_with_masks(cfg, split)
-    if gt is not None:
-        scores = score_labels(gt, out, mine, dist.merge_all)
-        metrics["labels"], metrics["miou"] = asdict(scores), scores.miou
-    common.write_metrics(out, metrics)
-    common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed,
-                          failed_items=failures.as_dict())  # fmt: skip
-    miou = f"; mIoU {100 * metrics['miou']:.1f} %" if metrics.get("miou") is not None else ""
-    log.info(
-        "labels %s/%s: %d written, %d skipped, %d failed%s -> %s (list %s)",
-        cfg.cam.name,
-        split,
-        done,
-        skipped,
-        failed,
-        miou,
-        out,
-        list_file,
-    )
-    return metrics
+    return common.finish_pseudo_labels(cfg, ds, out, list_file, mine, done, skipped, failures, started)

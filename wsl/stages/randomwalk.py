@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from omegaconf import DictConfig
 from wsl import dist, io
 from wsl.data.transforms import downscale, to_tensor, upsample_labels
 from wsl.errors import Failures, UserError
-from wsl.evaluation import score_labels
 from wsl.progress import track
 from wsl.refine import KINDS, AffinityNet, grid_size, labelled_maps, random_walk, rw_scores
 from wsl.segmentation import CRFPool, label_job
@@ -107,28 +105,5 @@ def run(cfg: DictConfig) -> dict:
                 done += 1
             bar.update(len(todo[start : start + chunk]))
     failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
-    done, skipped = (int(v) for v in dist.all_reduce_sum([done, skipped]))
-    failed = len(failures)
-    dist.barrier()
-    # the list file of stage=labels: <prefix><id><suffix> <label prefix><id>.png for each labelled image
-    lines = [
-        f"{st.list_image_prefix}{ds.ids[i]}{st.list_image_suffix} {st.list_label_prefix}{ds.ids[i]}.png\n"
-        for i in range(common.first_n(ds, st.limit))
-        if (out / f"{ds.ids[i]}.png").is_file()
-    ]
     list_file = lay.randomwalk_list(cfg.cam.name, split)
-    if dist.is_main():
-        io.write_text(list_file, "".join(lines))
-    metrics = {"split": split, "images": done + skipped, "done": done, "skipped": skipped, "failed": failed,
-               "listed": len(lines), "list_file": str(list_file)}  # fmt: skip
-    gt = common.dataset_with_masks(cfg, split)
-    if gt is not None:
-        scores = score_labels(gt, out, mine, dist.merge_all)
-        metrics["labels"], metrics["miou"] = asdict(scores), scores.miou
-    common.write_metrics(out, metrics)
-    common.write_manifest(out, cfg, started, done=done, skipped=skipped, failed=failed,
-                          failed_items=failures.as_dict())  # fmt: skip
-    miou = f"; mIoU {100 * metrics['miou']:.1f} %" if metrics.get("miou") is not None else ""
-    log.info("randomwalk %s/%s: %d written, %d skipped, %d failed%s -> %s (list %s)", cfg.cam.name, split,
-             done, skipped, failed, miou, out, list_file)  # fmt: skip
-    return metrics
+    return common.finish_pseudo_labels(cfg, ds, out, list_file, mine, done, skipped, failures, started)

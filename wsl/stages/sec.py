@@ -69,13 +69,8 @@ def run(cfg: DictConfig) -> dict:
     meta = common.segmodel_meta(cfg, grid)
     decays = tuple(decay_for_grid(d, grid[0] * grid[1]) for d in (st.d_pos, st.d_neg, st.d_bg))
     opt = torch.optim.SGD(sec_param_groups(model, st.lr, st.weight_decay), lr=st.lr, momentum=st.momentum)
-    start, history, rng = 0, [], None
-    if (out / "last.pt").is_file() and not st.overwrite:
-        state = io.load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, history, rng = int(state["iteration"]), list(state["history"]), state["rng"]
-        log.info("resuming SEC training from %s at iteration %d", out / "last.pt", start)
+    start, history, state = common.resume(out, model, opt, st.overwrite, "SEC training")
+    rng = state.get("rng")
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
     per_rank = max(1, st.batch_size // dist.world_size())
     train_set = SECTrainSet(ds, indices, seeds_dir, cfg.segmodel.input_size, grid, cfg.dataset.mean,

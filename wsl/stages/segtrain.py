@@ -73,13 +73,7 @@ def run(cfg: DictConfig) -> dict:
     model = common.build_segmodel(cfg).to(device)
     meta = {**common.segmodel_meta(cfg, grid_size(model, st.crop_size, device)), "labels": refiner}
     opt = torch.optim.SGD(sec_param_groups(model, st.lr, st.weight_decay), lr=st.lr, momentum=st.momentum)
-    start, history = 0, []
-    if (out / "last.pt").is_file() and not st.overwrite:
-        state = io.load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, history = int(state["iteration"]), list(state["history"])
-        log.info("resuming segtrain from %s at iteration %d", out / "last.pt", start)
+    start, history, _ = common.resume(out, model, opt, st.overwrite, "segtrain")
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
     train_set = SegTrainSet(ds, indices, labels_dir, st.crop_size, list(st.scale_range), st.flip,
                             cfg.dataset.mean, cfg.dataset.std, cfg.seed)  # fmt: skip
