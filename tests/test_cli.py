@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from distributed import wsl
 
 from wsl.layout import RunLayout
-from wsl.run import REPO_ROOT
 
 
-def wsl_cli(args: list[str], cwd: Path, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "wsl.run", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kw,
-    )
+def wsl_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return wsl(args, cwd, timeout=600, **(env or {}))  # tests/distributed.py
 
 
 @pytest.mark.slow  # the quick suite's CLI tests: --help, one bad option, progress lines

@@ -6,29 +6,19 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from badinput_corpus import BROKEN_IMAGES, folder_overrides, toy_folder
 from badinput_corpus import write_folder as write
+from distributed import wsl
 
-from wsl import REPO_ROOT
 from wsl.layout import RunLayout
 
 
 def wsl_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("WSL_KILL_AFTER", None)
-    return subprocess.run(
-        [sys.executable, "-m", "wsl.run", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return wsl(list(args), cwd, timeout=600)  # tests/distributed.py: no WSL_KILL_AFTER, one thread
 
 
 def one_error_line(r: subprocess.CompletedProcess, words: str) -> str:

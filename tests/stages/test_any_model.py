@@ -4,14 +4,12 @@ stages run on such a model; the README's benchmark command for a folder of one's
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from distributed import wsl
 from hydra import compose, initialize_config_dir
 
 from wsl import io
@@ -32,18 +30,6 @@ FOLDER_BENCHMARK = (
 )
 
 
-def wsl_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "wsl.run", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "model,run,cam",
@@ -62,7 +48,7 @@ def test_cli_trains_and_makes_cams_with_any_model(model, run, cam, data_root, tm
         ["stage=train", *FAST_TRAIN],
         ["stage=cams", f"cam={cam}", "stage.limit=3", "num_workers=0"],
     ):
-        done = wsl_cli([*stage, *common], tmp_path)
+        done = wsl([*stage, *common], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
     lay = RunLayout(tmp_path / run)
     assert lay.classifier().is_file()

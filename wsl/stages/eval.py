@@ -85,11 +85,12 @@ def _networks(cfg: DictConfig, mine: list[int]) -> dict:
     nets = [("sec", lay.sec_network(cam), cfg.segmodel.input_size)] if "sec" in st.networks else []
     nets += [(f"segtrain-{r}", lay.segtrain_network(r, cam), None) for r in ("sec", "randomwalk")
              if "segtrain" in st.networks]  # fmt: skip
-    nets = [n for n in nets if n[1].is_file()]
-    for n in [n for n in nets if io.load_checkpoint(n[1]).get("segmodel") not in (None, cfg.segmodel.name)]:
-        log.warning("%s holds another network than segmodel=%s: left out (score it with segmodel=%s)", n[1],
-                    cfg.segmodel.name, io.load_checkpoint(n[1])["segmodel"])  # fmt: skip
-        nets.remove(n)
+    made_by = {path: io.load_checkpoint(path).get("segmodel") for _, path, _ in nets if path.is_file()}
+    for path, other in made_by.items():
+        if other not in (None, cfg.segmodel.name):
+            log.warning("%s holds another network than segmodel=%s: left out (score it with segmodel=%s)",
+                        path, cfg.segmodel.name, other)  # fmt: skip
+    nets = [n for n in nets if n[1] in made_by and made_by[n[1]] in (None, cfg.segmodel.name)]
     if not nets:
         return {}
     device, gt, results = common.resolve_device(cfg.device), common.build_dataset(cfg, split, True), {}
