@@ -1,5 +1,8 @@
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,6 +48,31 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
         raise RuntimeError("interrupted")
     assert json.loads(target.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_temporary_of_a_killed_writer_is_removed_by_the_next_write_of_that_file(tmp_path):
+    """SIGKILL inside the atomic block leaves the temporary file; the next process that writes the same
+    file removes it, and leaves a temporary of another file, or one newer than itself, alone."""
+    kill = (
+        "import os, signal; from wsl import io\n"
+        "with io.atomic_path({!r}) as t:\n"
+        "    t.write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    for name in ("a.npz", "b.npz"):
+        assert _python(kill.format(str(tmp_path / name))).returncode == -signal.SIGKILL
+    left = sorted(os.listdir(tmp_path))
+    assert len(left) == 2 and all(n.startswith((".a.npz.", ".b.npz.")) and n.endswith(".npz") for n in left)
+    r = _python(f"from wsl import io; io.write_json({str(tmp_path / 'a.npz')!r}, 1)")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.npz", left[1]])
+    # A temporary written after the writer started is another live process's: never taken.
+    io.write_json(tmp_path / "b.npz", 2)
+    assert left[1] in os.listdir(tmp_path)
 
 
 def test_voc_palette_and_label_png(tmp_path):

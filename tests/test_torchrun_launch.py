@@ -6,12 +6,15 @@
   aborts with ``terminate called without an active exception`` at interpreter exit; wsl.run now tears it
   down after a barrier).
 - A worker SIGKILLed in the middle of stage=cams is restarted by ``torchrun --max-restarts=1``: the stage
-  completes with every file of one process, none twice, no temporary file left.
+  completes with every file of one process, none twice, no temporary file left (one planted
+  from an earlier killed run included).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,12 @@ def test_twelve_launches_exit_cleanly(one_process, data_root, tmp_path):
 
 def test_killed_worker_is_restarted_and_the_stage_completes(one_process, data_root, tmp_path):
     out = _with_classifier(one_process, tmp_path / "elastic")
+    # What a writer killed mid-file leaves (wsl.io.atomic_path's temporary), from an earlier run: the write
+    # of that file removes it. SIGKILL/SIGTERM timing decides whether this run's attempt leaves one too.
+    stale = _cams(out) / ".val_00012.npz.logkerdu.npz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"PK half a file")
+    os.utime(stale, (time.time() - 3600,) * 2)
     r = wsl(
         [*CAMS, *cli_paths(data_root, out)],
         tmp_path,

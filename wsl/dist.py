@@ -138,6 +138,18 @@ def merge_all(acc: T) -> T:
     return merged
 
 
+# What the gloo and NCCL transports raise in a collective when another process of the group is gone.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator")
+
+
+def peer_lost(e: BaseException) -> bool:
+    """Whether ``e``, raised in a collective (a merge, a barrier, DDP's gradient all-reduce), means that
+    another process of the group died: the failure is that process's, and its own log says why."""
+    if not is_initialized() or world_size() == 1 or not isinstance(e, RuntimeError):
+        return False
+    return isinstance(e, torch_dist.DistError) or any(sign in str(e) for sign in _PEER_GONE)
+
+
 def destroy(synchronize: bool = True) -> None:
     """Tear the process group down (every stage, on success and on error: ``wsl.run``).
 

@@ -16,8 +16,10 @@ import functools
 import io
 import json
 import os
+import re
 import signal
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -54,6 +56,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_temporaries(path.parent).pop(path.name, ()):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
     )
@@ -67,6 +72,32 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.unlink(tmp)
         raise
     _fault_point(path)
+
+
+# A process killed with SIGKILL (or by the machine going down) mid-write leaves its temporary file behind:
+# ".<name>.<8 random characters><suffix>", as mkstemp names it above. The next write of <name> removes it.
+# Only temporaries last modified before this process started count as stale, so that a write never takes
+# another live process's file; and only those of the path being written, because under torchrun each
+# output path has one owner (a rank sweeping a whole folder could delete another node's file in flight).
+_STARTED = time.time()
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}(\.[^.]*)?")
+_stale: dict[Path, dict[str, list[Path]]] = {}
+
+
+def _stale_temporaries(folder: Path) -> dict[str, list[Path]]:
+    """The stale temporaries in ``folder`` by the name of the file they were meant to become: listed once
+    per folder and process (one listing, not one per write, in a folder of 100,000 CAM files)."""
+    key = folder.resolve()
+    if key not in _stale:
+        found: dict[str, list[Path]] = {}
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = _TEMPORARY.fullmatch(entry.name) if entry.name.startswith(".") else None
+                with contextlib.suppress(OSError):
+                    if match and entry.is_file() and entry.stat().st_mtime < _STARTED:
+                        found.setdefault(match["target"], []).append(Path(entry.path))
+        _stale[key] = found
+    return _stale[key]
 
 
 _writes: dict[str, int] = {}

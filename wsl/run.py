@@ -109,6 +109,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     except OSError as e:  # a read-only or full output folder, a path that is a file...: the user's to fix
         log.error("%s", os_error_line(e))
         sys.exit(2)
+    except RuntimeError as e:
+        if not dist.peer_lost(e):
+            raise
+        # The process that failed reports its own error; this one says only why it stops (exit 1: torchrun
+        # --max-restarts restarts the group, or reports the failure).
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        log.error("rank %d stops: another process of the group failed or was stopped (%s)", dist.rank(),
+                  first.split("] ", 1)[-1])  # fmt: skip
+        sys.exit(1)
     finally:
         # Every stage, on success and on error: the group is torn down before the interpreter exits (a
         # barrier first on success; after an error the other ranks may be in another collective).
