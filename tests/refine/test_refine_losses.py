@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wsl.refine.losses import affinity_loss
+from wsl.refine.losses import affinity_loss, set_sizes
 from wsl.refine.pairs import boundary_affinity
 
 
@@ -46,3 +46,23 @@ def test_boundary_on_the_true_edge_gives_no_loss_and_gradients_where_wrong():
     wrong = torch.tensor([[[0.0, 0.0, 0.2]]], requires_grad=True)
     affinity_loss(boundary_affinity(wrong, 2)[:, :1], labels)["total"].backward()
     assert wrong.grad[0, 0, 2] < 0  # raising the boundary between the classes lowers the loss
+
+
+def test_shares_of_a_split_batch_add_up_to_the_whole_batch_loss_and_gradient():
+    """DDP: each process's share, normalised by the whole batch's set sizes, sums to the single-process
+    loss and gradient (the parts' own sizes would give another, unequal weighting)."""
+    g = torch.Generator().manual_seed(0)
+    aff = torch.rand(4, 5, 3, 3, generator=g, dtype=torch.float64).requires_grad_()
+    labels = (torch.rand(4, 3, 5, 3, 3, generator=g) > 0.6).float()
+    labels[:2, 1] = 0  # the first part has no foreground-positive pair: its own sizes would weigh it wrongly
+    whole = affinity_loss(aff, labels)
+    (grad_whole,) = torch.autograd.grad(whole["total"], aff)
+    sizes = [a + b for a, b in zip(set_sizes(labels[:2]), set_sizes(labels[2:]))]
+    assert sizes == set_sizes(labels)
+    shares = [affinity_loss(aff[s], labels[s], sizes) for s in (slice(0, 2), slice(2, 4))]
+    for k in whole:
+        assert (shares[0][k] + shares[1][k]).item() == pytest.approx(whole[k].item(), rel=1e-12)
+    (grad_parts,) = torch.autograd.grad(shares[0]["total"] + shares[1]["total"], aff)
+    torch.testing.assert_close(grad_parts, grad_whole, rtol=1e-12, atol=1e-15)
+    own = [affinity_loss(aff[s], labels[s]) for s in (slice(0, 2), slice(2, 4))]
+    assert (own[0]["total"] + own[1]["total"]).item() / 2 != pytest.approx(whole["total"].item(), rel=1e-3)

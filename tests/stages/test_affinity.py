@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from distributed import cli_paths, ok, wsl
+from distributed import cli_paths, ok, same_tree, wsl
 
 from wsl import io
 from wsl.evaluation import score_seeds
@@ -81,3 +81,28 @@ def test_killed_after_a_checkpoint_resumes_to_the_same_weights(trained_root, dat
     a, b = (io.load_state_dict(runs[k] / "final.pt") for k in ("whole", "killed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert io.read_json(runs["whole"] / "history.json") == io.read_json(runs["killed"] / "history.json")
+
+
+def test_two_torchrun_processes_train_as_one(trained_root, data_root, tmp_path):
+    """Each rank trains on its half of the global batches of one process, with the loss normalised over the
+    whole batch's pairs: the head ends with the single-process weights to float rounding, the history with
+    its losses, and the confident regions (sharded) are the same files."""
+    runs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"p{nproc}"
+        shutil.copytree(trained_root / RUN / "train", out / RUN / "train")
+        if nproc == 1:
+            ok(wsl(["stage=cams", "stage.split=val", *cli_paths(data_root, out)], out))
+        else:  # the same CAM files (stage=cams under torchrun is tested byte-identical elsewhere)
+            shutil.copytree(tmp_path / "p1" / RUN / "cams", out / RUN / "cams")
+        ok(wsl([*CLI, *cli_paths(data_root, out)], out, nproc=nproc))
+        runs[nproc] = RunLayout(out / RUN).affinity("gradcam")
+    assert io.read_json(RunLayout.manifest(runs[2]))["world_size"] == 2
+    same_tree(runs[1] / "confident", runs[2] / "confident")
+    one, two = (io.load_state_dict(runs[n] / "final.pt") for n in (1, 2))
+    assert one.keys() == two.keys()
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=1e-4, msg=k)
+    h1, h2 = (io.read_json(runs[n] / "history.json") for n in (1, 2))
+    assert [h["iteration"] for h in h1] == [h["iteration"] for h in h2] == [1, 2, 3]
+    assert [h["total"] for h in h2] == pytest.approx([h["total"] for h in h1], rel=1e-5)

@@ -12,7 +12,7 @@ No configuration objects: everything takes plain arguments.
 
 from wsl.refine.affinity_net import KINDS, STRIDE, AffinityNet, backbone_levels, grid_size
 from wsl.refine.data import AffinityTrainSet, collate, labelled_maps
-from wsl.refine.losses import LOSS_TERMS, affinity_loss
+from wsl.refine.losses import LOSS_TERMS, affinity_loss, set_sizes
 from wsl.refine.pairs import (
     PairLabels,
     boundary_affinity,
@@ -51,6 +51,7 @@ __all__ = [
     "propagate",
     "random_walk",
     "rw_scores",
+    "set_sizes",
     "transition_matrix",
     "valid_pairs",
 ]

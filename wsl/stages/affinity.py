@@ -10,8 +10,9 @@
    random rescale, flip and crop, SGD with a poly schedule on the head only (IRN).
 
 Writes ``last.pt`` every ``checkpoint_every`` iterations (a re-run resumes from it), then ``final.pt``,
-``history.json``, ``metrics.json``, ``manifest.json``. Under torchrun: DDP, each rank its share of every
-batch, rank 0 writes.
+``history.json``, ``metrics.json``, ``manifest.json``. Under torchrun: DDP, each rank a part of every
+global batch of one process, the loss normalised over the whole batch's pairs (so that any number of
+processes trains as one does); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -30,9 +31,17 @@ from wsl.data.transforms import downscale, upsample_labels
 from wsl.errors import Failures, UserError
 from wsl.evaluation import score_seeds
 from wsl.progress import track
-from wsl.refine import LOSS_TERMS, AffinityNet, AffinityTrainSet, affinity_loss, collate, labelled_maps
+from wsl.refine import (
+    LOSS_TERMS,
+    AffinityNet,
+    AffinityTrainSet,
+    affinity_loss,
+    collate,
+    labelled_maps,
+    set_sizes,
+)
 from wsl.segmentation import CRFPool, seed_job
-from wsl.segmentation.sec import schedule
+from wsl.segmentation.segtrain import part_schedule
 from wsl.stages import common
 
 log = logging.getLogger(__name__)
@@ -91,25 +100,27 @@ def run(cfg: DictConfig) -> dict:
     indices = [i for i in range(common.first_n(ds, st.limit)) if (conf_dir / f"{ds.ids[i]}.png").is_file()]
     gt = common.dataset_with_masks(cfg, common.split_name(cfg))  # the regions' seed scores, where masks exist
     scores = score_seeds(gt, conf_dir, dist.shard(indices), dist.merge_all) if gt is not None else None
-    per_rank = max(1, st.batch_size // dist.world_size())
-    if len(indices) < per_rank * dist.world_size():
+    world = dist.world_size()
+    if st.batch_size < world:
+        raise UserError(f"stage.batch_size={st.batch_size} cannot be shared by {world} processes")
+    if len(indices) < st.batch_size:
         raise UserError(f"stage=affinity: {len(indices)} images with confident regions, fewer than one batch")
     model = AffinityNet(common.load_classifier(cfg, device).cpu(), KIND[st.loss], st.width, st.embed_dim)
     model = model.to(device)
     opt = torch.optim.SGD(
         model.head_parameters(), lr=st.lr, momentum=st.momentum, weight_decay=st.weight_decay
     )
-    per_epoch = len(indices) // (per_rank * dist.world_size())
-    total = per_epoch * st.epochs
+    total = len(indices) // st.batch_size * st.epochs
     start, history, _ = common.resume(out, model, opt, st.overwrite, "the affinity training")
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
-    batches = schedule(len(indices), per_rank, start, total, cfg.seed, dist.rank(), dist.world_size())
-    batches = [[(it, indices[k]) for k in b] for it, b in enumerate(batches, start)]
+    # The global batches of one process, each shared out among the ranks: 2 processes train as 1 does.
+    parts = part_schedule(len(indices), st.batch_size, world, start, total, cfg.seed, dist.rank(), world)
+    batches = [[(it, indices[k]) for it, k in part] for part in parts]
     train_set = AffinityTrainSet(ds, conf_dir, st.crop_size, st.scale_range, st.flip, st.radius,
                                  cfg.dataset.mean, cfg.dataset.std, cfg.seed)  # fmt: skip
     loader = DataLoader(train_set, batch_sampler=batches, num_workers=cfg.num_workers, collate_fn=collate)
-    log.info("affinity (%s): %s on %d images, radius %d, iterations %d..%d, batch %d x %d ranks", st.loss,
-             cfg.model.name, len(indices), st.radius, start, total, per_rank, dist.world_size())  # fmt: skip
+    log.info("affinity (%s): %s on %d images, radius %d, iterations %d..%d, batch %d over %d ranks", st.loss,
+             cfg.model.name, len(indices), st.radius, start, total, st.batch_size, world)  # fmt: skip
     meta = {"kind": KIND[st.loss], "width": st.width, "embed_dim": st.embed_dim, "classifier": cfg.model.name,
             "cam": cfg.cam.name, "radius": st.radius, "epochs": st.epochs}  # fmt: skip
     it, net = start, net.train()
@@ -118,19 +129,20 @@ def run(cfg: DictConfig) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         it += 1
-        if dist.all_reduce_sum([float(batch is not None)])[0] == dist.world_size():  # all ranks agree
+        # One collective: whether every rank has a batch, and the pair-set sizes of the global batch, which
+        # normalise each rank's share of the loss; DDP averages gradients over ranks, hence x world.
+        mine = set_sizes(batch["pairs"]) if batch is not None else [0.0] * 3
+        ready, *sizes = dist.all_reduce_sum([float(batch is not None), *mine])
+        if ready == dist.world_size():
             aff = model.affinity(net(batch["x"].to(device)), st.radius)
-            losses = affinity_loss(aff, batch["pairs"].to(device))
+            losses = affinity_loss(aff, batch["pairs"].to(device), sizes)
             opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
+            (losses["total"] * dist.world_size()).backward()
             opt.step()
-            mean = [
-                v / dist.world_size()
-                for v in dist.all_reduce_sum([float(losses[k].detach()) for k in LOSS_TERMS])
-            ]
-            history.append({"iteration": it, "lr": lr, **dict(zip(LOSS_TERMS, mean))})
+            whole = dist.all_reduce_sum([float(losses[k].detach()) for k in LOSS_TERMS])  # the shares add up
+            history.append({"iteration": it, "lr": lr, **dict(zip(LOSS_TERMS, whole))})
             if it % st.log_every == 0 or it == total:
-                log.info("it %d/%d: bg+ %.4f fg+ %.4f neg %.4f total %.4f lr %.2e", it, total, *mean, lr)
+                log.info("it %d/%d: bg+ %.4f fg+ %.4f neg %.4f total %.4f lr %.2e", it, total, *whole, lr)
         else:
             log.warning("iteration %d: no readable image in a batch, no step", it)
         if it % st.checkpoint_every == 0 or it == total:
