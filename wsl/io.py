@@ -533,6 +533,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
                 "(no pickles): save it with torch.save(model.state_dict(), path)"
             ) from None
         raise
+    return weights_of(state)
+
+
+def weights_of(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model weights inside a loaded checkpoint (:func:`load_state_dict`'s forms, DDP prefix removed),
+    for a caller that has already read the file for its other keys."""
+    state = checkpoint
     for key in ("model", "state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]

@@ -7,6 +7,7 @@ an interrupted CLI run (WSL_KILL_AFTER) and 2 torchrun processes against 1.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -158,7 +159,7 @@ def write_labels(cfg, refiner: str = "sec", noise: float = 0.2) -> None:
 
 
 @pytest.mark.slow
-def test_segtrain_then_eval_scores_it_on_val(trained, compose_at):
+def test_segtrain_then_eval_scores_it_on_val(trained, compose_at, caplog):
     def cfg(*more):
         return compose_at(["stage=segtrain", *FAST, *more], trained)
 
@@ -198,6 +199,12 @@ def test_segtrain_then_eval_scores_it_on_val(trained, compose_at):
     quiet = eval_stage.run(compose_at(["stage=eval", "stage.split=val", "stage.task=segmentation",
                                        "stage.networks=[]"], trained))  # fmt: skip
     assert set(quiet) == {"segmentation"}
+    # a network trained as another segmodel is left out with one warning, not loaded into the wrong one
+    other = compose_at(["stage=eval", "stage.split=val", "stage.task=segmentation", "segmodel=largefov"],
+                       trained)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="wsl"):
+        assert set(eval_stage.run(other)) == {"segmentation"}
+    assert "holds another network than segmodel=largefov" in caplog.text
 
 
 def test_loop_markdown_spread():

@@ -179,16 +179,19 @@ def segmodel_meta(cfg: DictConfig, grid: tuple[int, int]) -> dict[str, Any]:
     }
 
 
-def load_segmodel(cfg: DictConfig, device: torch.device, path: Path | None = None) -> torch.nn.Module:
-    """The trained SEC network (``sec/<cam>/final.pt`` unless ``path``), in eval mode on ``device``."""
+def load_segmodel(cfg: DictConfig, device: torch.device, path: Path | None = None,
+                  state: dict | None = None) -> torch.nn.Module:  # fmt: skip
+    """The trained SEC network (``sec/<cam>/final.pt`` unless ``path``), in eval mode on ``device``;
+    ``state``: the checkpoint of ``path`` when the caller has already read it (it is read once)."""
     path = Path(path) if path else layout(cfg).sec_network(cfg.cam.name)
-    if not path.is_file():
-        raise UserError(f"no SEC network at {path}: run `python -m wsl.run stage=sec` first")
-    state = io.load_checkpoint(path)
+    if state is None:
+        if not path.is_file():
+            raise UserError(f"no SEC network at {path}: run `python -m wsl.run stage=sec` first")
+        state = io.load_checkpoint(path)
     if state.get("segmodel") not in (None, cfg.segmodel.name):
         raise UserError(f"{path} holds segmodel={state['segmodel']}, not segmodel={cfg.segmodel.name}")
     model = build_segmodel(cfg, from_checkpoint=True)
-    fit_state_dict(model, io.load_state_dict(path), str(path), f"segmodel={cfg.segmodel.name}")
+    fit_state_dict(model, io.weights_of(state), str(path), f"segmodel={cfg.segmodel.name}")
     return model.to(device).eval()
 
 

@@ -85,18 +85,19 @@ def _networks(cfg: DictConfig, mine: list[int]) -> dict:
     nets = [("sec", lay.sec_network(cam), cfg.segmodel.input_size)] if "sec" in st.networks else []
     nets += [(f"segtrain-{r}", lay.segtrain_network(r, cam), None) for r in ("sec", "randomwalk")
              if "segtrain" in st.networks]  # fmt: skip
-    made_by = {path: io.load_checkpoint(path).get("segmodel") for _, path, _ in nets if path.is_file()}
-    for path, other in made_by.items():
-        if other not in (None, cfg.segmodel.name):
-            log.warning("%s holds another network than segmodel=%s: left out (score it with segmodel=%s)",
-                        path, cfg.segmodel.name, other)  # fmt: skip
-    nets = [n for n in nets if n[1] in made_by and made_by[n[1]] in (None, cfg.segmodel.name)]
+    nets = [n for n in nets if n[1].is_file()]
     if not nets:
         return {}
     device, gt, results = common.resolve_device(cfg.device), common.build_dataset(cfg, split, True), {}
     with CRFPool(st.crf_processes if st.net_crf else 0) as pool:
         for name, path, size in nets:
-            started, model = time.time(), common.load_segmodel(cfg, device, path)
+            started, state = time.time(), io.load_checkpoint(path)  # read once: its segmodel, its weights
+            if state.get("segmodel") not in (None, cfg.segmodel.name):
+                log.warning("%s holds another network than segmodel=%s: left out (score it with segmodel=%s)",
+                            path, cfg.segmodel.name, state["segmodel"])  # fmt: skip
+                continue
+            model = common.load_segmodel(cfg, device, path, state)
+            del state
             res = evaluate_network(gt, model, name, cfg.dataset.mean, cfg.dataset.std, device,
                                    list(st.net_scales), st.net_flip, size, st.net_crf, pool, indices=mine,
                                    reduce=dist.merge_all)  # fmt: skip
