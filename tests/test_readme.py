@@ -17,7 +17,20 @@ README = (CHECKOUT / "README.md").read_text(encoding="utf-8") if CHECKOUT else "
 def readme_commands() -> list[str]:
     """``python -m wsl.run ...`` / ``wsl ...`` / ``torchrun ... -m wsl.run ...`` in code blocks and inline
     code, without placeholders (``<name>``, ``[overrides]``, ``...``)."""
-    spans = re.findall(r"```(?:bash)?\n(.*?)```", README, re.S) + re.findall(r"`([^`\n]+)`", README)
+    blocks, prose, block = [], [], None
+    # fenced blocks of any language, each opening fence paired with its closing one
+    for line in README.splitlines():
+        if line.lstrip().startswith("```"):
+            if block is None:
+                block = []
+            else:
+                blocks.append("\n".join(block))
+                block = None
+        elif block is None:
+            prose.append(line)
+        else:
+            block.append(line)
+    spans = blocks + re.findall(r"`([^`\n]+)`", "\n".join(prose))
     found = []
     for span in spans:
         for line in span.splitlines():

@@ -133,11 +133,11 @@ def run(cfg: DictConfig) -> dict:
         # normalise each rank's share of the loss; DDP averages gradients over ranks, hence x world.
         mine = set_sizes(batch["pairs"]) if batch is not None else [0.0] * 3
         ready, *sizes = dist.all_reduce_sum([float(batch is not None), *mine])
-        if ready == dist.world_size():
+        if ready == world:
             aff = model.affinity(net(batch["x"].to(device)), st.radius)
             losses = affinity_loss(aff, batch["pairs"].to(device), sizes)
             opt.zero_grad(set_to_none=True)
-            (losses["total"] * dist.world_size()).backward()
+            (losses["total"] * world).backward()
             opt.step()
             whole = dist.all_reduce_sum([float(losses[k].detach()) for k in LOSS_TERMS])  # the shares add up
             history.append({"iteration": it, "lr": lr, **dict(zip(LOSS_TERMS, whole))})
