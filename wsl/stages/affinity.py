@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from wsl import dist, io
-from wsl.data.transforms import downscale, upsample_labels
+from wsl.data.transforms import downscale
 from wsl.errors import Failures, UserError
 from wsl.evaluation import score_seeds
 from wsl.progress import track
@@ -40,7 +40,7 @@ from wsl.refine import (
     labelled_maps,
     set_sizes,
 )
-from wsl.segmentation import CRFPool, seed_job
+from wsl.segmentation import seed_job
 from wsl.segmentation.segtrain import part_schedule
 from wsl.stages import common
 
@@ -54,25 +54,24 @@ def _confident(cfg: DictConfig, ds, todo: list[int], failures: Failures) -> int:
     st, lay = cfg.stage, common.layout(cfg)
     cams, out = lay.cams(cfg.cam.name, common.split_name(cfg)), lay.affinity_labels(cfg.cam.name)
     rule = {"background": "irn", "irn_fg": st.irn_fg, "irn_bg": st.irn_bg}
-    labels, done, chunk = ds.labels(), 0, 4 * max(1, st.crf_processes)
-    with CRFPool(st.crf_processes if todo else 0) as pool, track(None, "confident regions", len(todo)) as bar:
-        for start in range(0, len(todo), chunk):
-            jobs, ids = [], []
-            for i in todo[start : start + chunk]:
-                try:
-                    image = downscale(ds.load_image(i), cfg.dataset.max_side)
-                    rec = io.load_cams(cams / f"{ds.ids[i]}.npz", ds.num_classes)
-                    maps, keys = labelled_maps(rec, np.flatnonzero(labels[i] > 0), image.shape[:2])
-                except (OSError, ValueError) as e:  # BadItem: the image or the CAM file
-                    failures.add(ds.ids[i], e)
-                    continue
-                jobs.append((maps, keys, image, None, rule))
-                ids.append(i)
-            for i, seeds in zip(ids, pool.imap(seed_job, jobs)):
-                io.write_label_png(out / f"{ds.ids[i]}.png", upsample_labels(seeds, ds.image_size(i)))
-                done += 1
-            bar.update(len(todo[start : start + chunk]))
-    return done
+    labels = ds.labels()
+
+    def jobs_of(part: list[int]) -> tuple[list[int], list[tuple]]:
+        kept, jobs = [], []
+        for i in part:
+            try:
+                image = downscale(ds.load_image(i), cfg.dataset.max_side)
+                rec = io.load_cams(cams / f"{ds.ids[i]}.npz", ds.num_classes)
+                maps, keys = labelled_maps(rec, np.flatnonzero(labels[i] > 0), image.shape[:2])
+            except (OSError, ValueError) as e:  # BadItem: the image or the CAM file
+                failures.add(ds.ids[i], e)
+                continue
+            jobs.append((maps, keys, image, None, rule))
+            kept.append(i)
+        return kept, jobs
+
+    return common.write_label_pngs(ds, todo, out, 4 * max(1, st.crf_processes), jobs_of, seed_job,
+                                   st.crf_processes, "confident regions")  # fmt: skip
 
 
 def run(cfg: DictConfig) -> dict:

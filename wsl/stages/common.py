@@ -9,6 +9,7 @@ import copy
 import enum
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,14 @@ from wsl import CONF_DIR, dist, io
 from wsl.cam import CamSettings
 from wsl.cam.methods import METHOD_OPTIONS
 from wsl.config_schema import register_resolvers, register_schemas
+from wsl.data.transforms import upsample_labels
 from wsl.errors import Failures, UserError
 from wsl.evaluation import score_labels
 from wsl.layout import RunLayout
 from wsl.manifest import manifest
 from wsl.models import fit_state_dict
+from wsl.progress import track
+from wsl.segmentation import CRFPool
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,25 @@ def pending(ids: list[str], limit: int | None, overwrite: bool, is_done, what: s
     if skipped:
         log.info("%d of %d images already have %s in %s: skipped", skipped, len(mine), what, out)
     return mine, todo, skipped
+
+
+def write_label_pngs(ds, todo: list[int], out: Path, chunk: int, jobs_of: Callable, fn: Callable,
+                     processes: int, desc: str) -> int:  # fmt: skip
+    """The label PNGs ``out/<id>.png`` of the images ``todo`` (seeds, confident regions, pseudo-labels),
+    ``chunk`` images at a time: ``jobs_of(part)`` returns the images of ``part`` it could prepare and their
+    job tuples (recording the others as failures); ``fn(*job)`` makes each image's label grid, in a
+    :class:`CRFPool` of ``processes`` workers; the grid is written at the image's size. Returns how many
+    PNGs were written."""
+    done = 0
+    with CRFPool(processes if todo else 0) as pool, track(None, desc, total=len(todo)) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            kept, jobs = jobs_of(part)
+            for i, grid in zip(kept, pool.imap(fn, jobs)):
+                io.write_label_png(out / f"{ds.ids[i]}.png", upsample_labels(grid, ds.image_size(i)))
+                done += 1
+            bar.update(len(part))
+    return done
 
 
 # --------------------------------------------------------------------------------------------- models

@@ -21,11 +21,10 @@ import time
 import numpy as np
 from omegaconf import DictConfig
 
-from wsl import dist, io
-from wsl.data.transforms import downscale, upsample_labels
+from wsl import dist
+from wsl.data.transforms import downscale
 from wsl.errors import Failures
-from wsl.progress import track
-from wsl.segmentation import CRFPool, label_job
+from wsl.segmentation import label_job
 from wsl.segmentation.sec import predict_probs
 from wsl.stages import common
 
@@ -46,7 +45,7 @@ def run(cfg: DictConfig) -> dict:
     mine, todo, skipped = common.pending(
         ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "pseudo-labels", out
     )
-    done, failures = 0, Failures()
+    failures = Failures()
     predict_kw = dict(
         size=cfg.segmodel.input_size,
         scales=list(st.scales),
@@ -55,33 +54,29 @@ def run(cfg: DictConfig) -> dict:
         std=list(cfg.dataset.std),
         device=device,
     )
-    with (
-        CRFPool(st.crf_processes if todo else 0) as pool,
-        track(None, f"labels {cfg.cam.name} {split}", total=len(todo)) as bar,
-    ):
-        for start in range(0, len(todo), st.batch_size):
-            chunk, images = [], []
-            for i in todo[start : start + st.batch_size]:
-                try:  # a huge photo is labelled at max_side, its PNG written at its size
-                    images.append(downscale(ds.load_image(i), cfg.dataset.max_side))
-                    chunk.append(i)
-                except OSError as e:  # BadItem
-                    failures.add(ds.ids[i], e)
-            probs = predict_probs(model, images, **predict_kw) if images else []
-            keys = [
-                np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1])
-                if st.restrict_to_labels
-                else np.arange(ds.num_classes + 1)
-                for i in chunk
-            ]
-            jobs = [
-                (im, p[k], k, st.crf, st.prob_floor, st.crf_iterations)
-                for im, p, k in zip(images, probs, keys)
-            ]
-            for i, pred in zip(chunk, pool.imap(label_job, jobs)):
-                io.write_label_png(out / f"{ds.ids[i]}.png", upsample_labels(pred, ds.image_size(i)))
-                done += 1
-            bar.update(len(todo[start : start + st.batch_size]))
+
+    def jobs_of(part: list[int]) -> tuple[list[int], list[tuple]]:
+        kept, images = [], []
+        for i in part:
+            try:  # a huge photo is labelled at max_side, its PNG written at its size
+                images.append(downscale(ds.load_image(i), cfg.dataset.max_side))
+                kept.append(i)
+            except OSError as e:  # BadItem
+                failures.add(ds.ids[i], e)
+        probs = predict_probs(model, images, **predict_kw) if images else []
+        keys = [
+            np.concatenate([[0], np.flatnonzero(labels[i] > 0) + 1])
+            if st.restrict_to_labels
+            else np.arange(ds.num_classes + 1)
+            for i in kept
+        ]
+        jobs = [
+            (im, p[k], k, st.crf, st.prob_floor, st.crf_iterations) for im, p, k in zip(images, probs, keys)
+        ]
+        return kept, jobs
+
+    done = common.write_label_pngs(ds, todo, out, st.batch_size, jobs_of, label_job, st.crf_processes,
+                                   f"labels {cfg.cam.name} {split}")  # fmt: skip
     failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
     list_file = lay.label_list(cfg.cam.name, split)
     return common.finish_pseudo_labels(cfg, ds, out, list_file, mine, done, skipped, failures, started)

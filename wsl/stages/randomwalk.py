@@ -25,11 +25,10 @@ import torch
 from omegaconf import DictConfig
 
 from wsl import dist, io
-from wsl.data.transforms import downscale, to_tensor, upsample_labels
+from wsl.data.transforms import downscale, to_tensor
 from wsl.errors import Failures, UserError
-from wsl.progress import track
 from wsl.refine import KINDS, AffinityNet, grid_size, labelled_maps, random_walk, rw_scores
-from wsl.segmentation import CRFPool, label_job
+from wsl.segmentation import label_job
 from wsl.stages import common
 
 log = logging.getLogger(__name__)
@@ -79,31 +78,27 @@ def run(cfg: DictConfig) -> dict:
     mine, todo, skipped = common.pending(
         ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "pseudo-labels", out
     )
-    done, failures, chunk = 0, Failures(), 4 * max(1, st.crf_processes)
-    with (
-        CRFPool(st.crf_processes if todo and st.crf else 0) as pool,
-        track(None, f"randomwalk {cfg.cam.name} {split}", total=len(todo)) as bar,
-    ):
-        for start in range(0, len(todo), chunk):
-            jobs, ids = [], []
-            for i in todo[start : start + chunk]:
-                try:  # a huge photo is labelled at max_side, its PNG written at its size
-                    image = downscale(ds.load_image(i), cfg.dataset.max_side)
-                    rec = io.load_cams(cams / f"{ds.ids[i]}.npz", ds.num_classes)
-                    maps, keys = labelled_maps(rec, np.flatnonzero(labels[i] > 0), grid_size(image.shape[:2]))
-                except (OSError, ValueError) as e:  # BadItem: the image or the CAM file
-                    failures.add(ds.ids[i], e)
-                    continue
-                scores = _walk(net, image, maps, cfg, device)
-                probs = scores / scores.sum(0, keepdims=True)  # argmax unchanged; a distribution for the CRF
-                jobs.append(
-                    (image, probs, np.concatenate([[0], keys]), st.crf, st.prob_floor, st.crf_iterations)
-                )
-                ids.append(i)
-            for i, pred in zip(ids, pool.imap(label_job, jobs)):
-                io.write_label_png(out / f"{ds.ids[i]}.png", upsample_labels(pred, ds.image_size(i)))
-                done += 1
-            bar.update(len(todo[start : start + chunk]))
+    failures = Failures()
+
+    def jobs_of(part: list[int]) -> tuple[list[int], list[tuple]]:
+        kept, jobs = [], []
+        for i in part:
+            try:  # a huge photo is labelled at max_side, its PNG written at its size
+                image = downscale(ds.load_image(i), cfg.dataset.max_side)
+                rec = io.load_cams(cams / f"{ds.ids[i]}.npz", ds.num_classes)
+                maps, keys = labelled_maps(rec, np.flatnonzero(labels[i] > 0), grid_size(image.shape[:2]))
+            except (OSError, ValueError) as e:  # BadItem: the image or the CAM file
+                failures.add(ds.ids[i], e)
+                continue
+            scores = _walk(net, image, maps, cfg, device)
+            probs = scores / scores.sum(0, keepdims=True)  # argmax unchanged; a distribution for the CRF
+            jobs.append((image, probs, np.concatenate([[0], keys]), st.crf, st.prob_floor, st.crf_iterations))
+            kept.append(i)
+        return kept, jobs
+
+    processes = st.crf_processes if st.crf else 0  # no CRF: no workers to start
+    done = common.write_label_pngs(ds, todo, out, 4 * max(1, st.crf_processes), jobs_of, label_job, processes,
+                                   f"randomwalk {cfg.cam.name} {split}")  # fmt: skip
     failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
     list_file = lay.randomwalk_list(cfg.cam.name, split)
     return common.finish_pseudo_labels(cfg, ds, out, list_file, mine, done, skipped, failures, started)

@@ -31,11 +31,10 @@ from omegaconf import DictConfig
 
 from wsl import dist, io
 from wsl.cam import upsample_stored
-from wsl.data.transforms import downscale, upsample_labels
+from wsl.data.transforms import downscale
 from wsl.errors import Failures
 from wsl.evaluation import score_seeds, seed_coverage
-from wsl.progress import track
-from wsl.segmentation import CRFPool, SECSaliency, seed_job
+from wsl.segmentation import SECSaliency, seed_job
 from wsl.stages import common
 
 log = logging.getLogger(__name__)
@@ -80,25 +79,21 @@ def run(cfg: DictConfig) -> dict:
     mine, todo, skipped = common.pending(
         ds.ids, st.limit, st.overwrite, lambda i: (out / f"{i}.png").is_file(), "seeds", out
     )
-    done, failures = 0, Failures()
-    chunk = 4 * max(1, st.crf_processes)
-    with (
-        CRFPool(st.crf_processes if todo else 0) as pool,
-        track(None, f"seeds {cfg.cam.name} {split}", total=len(todo)) as bar,
-    ):
-        for start in range(0, len(todo), chunk):
-            jobs, ids = [], []
-            for i in todo[start : start + chunk]:
-                args = _job(ds, i, cams, rule, saliency, cfg.dataset.max_side)
-                if isinstance(args, str):
-                    failures.add(ds.ids[i], args)
-                    continue
-                jobs.append(args)
-                ids.append(i)
-            for k, seeds in zip(ids, pool.imap(seed_job, jobs)):
-                io.write_label_png(out / f"{ds.ids[k]}.png", upsample_labels(seeds, ds.image_size(k)))
-                done += 1
-            bar.update(len(todo[start : start + chunk]))
+    failures = Failures()
+
+    def jobs_of(part: list[int]) -> tuple[list[int], list[tuple]]:
+        kept, jobs = [], []
+        for i in part:
+            args = _job(ds, i, cams, rule, saliency, cfg.dataset.max_side)
+            if isinstance(args, str):
+                failures.add(ds.ids[i], args)
+                continue
+            jobs.append(args)
+            kept.append(i)
+        return kept, jobs
+
+    done = common.write_label_pngs(ds, todo, out, 4 * max(1, st.crf_processes), jobs_of, seed_job,
+                                   st.crf_processes, f"seeds {cfg.cam.name} {split}")  # fmt: skip
     failures = common.settle_failures(cfg, failures, common.first_n(ds, st.limit))
     done, skipped = (int(v) for v in dist.all_reduce_sum([done, skipped]))
     failed = len(failures)
