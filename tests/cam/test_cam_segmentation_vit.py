@@ -7,24 +7,13 @@ import pytest
 import timm
 import torch
 import torchvision
+from peers import OutOnly
 from pytorch_grad_cam import GradCAM, HiResCAM, LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
-from torch import nn
 
 from wsl.cam import CAMExtractor
 
 TOL = 1e-3
-
-
-class OutOnly(nn.Module):
-    """DeepLab's dict output reduced to its ``"out"`` tensor, as pytorch-grad-cam's tutorial does."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
 
 
 SEG_MODELS = [

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from peers import OutOnly
 from pytorch_grad_cam import GradCAM, LayerCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, SemanticSegmentationTarget
@@ -16,17 +17,6 @@ from wsl.cam import CAMExtractor
 from wsl.cam.layers import combine_layer_maps
 
 DEEPLAB_LAYERS = [f"backbone.layer{i}" for i in range(1, 5)]
-
-
-class OutOnly(nn.Module):
-    """DeepLab's dict output reduced to its ``"out"`` tensor, as pytorch-grad-cam's tutorial does."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
 
 
 @pytest.fixture(scope="module")
