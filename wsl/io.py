@@ -87,7 +87,7 @@ _stale: dict[Path, dict[str, list[Path]]] = {}
 def _stale_temporaries(folder: Path) -> dict[str, list[Path]]:
     """The stale temporaries in ``folder`` by the name of the file they were meant to become: listed once
     per folder and process (one listing, not one per write, in a folder of 100,000 CAM files)."""
-    key = folder.resolve()
+    key = folder  # as the writers spell it: no resolve() syscalls on every write
     if key not in _stale:
         found: dict[str, list[Path]] = {}
         with os.scandir(folder) as entries:
