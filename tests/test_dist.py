@@ -1,9 +1,9 @@
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+from distributed import free_port
 
 from wsl import dist
 
@@ -51,10 +51,7 @@ finally:
 def test_a_collective_whose_peer_died_is_told_apart_from_a_bug(tmp_path):
     """Rank 0 of a real 2-process gloo group meets rank 1's death in a merge: wsl.run then stops it with one
     line (exit 1) instead of a traceback, while any other RuntimeError keeps its traceback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", PEER_DIES],

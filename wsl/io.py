@@ -87,8 +87,7 @@ _stale: dict[Path, dict[str, list[Path]]] = {}
 def _stale_temporaries(folder: Path) -> dict[str, list[Path]]:
     """The stale temporaries in ``folder`` by the name of the file they were meant to become: listed once
     per folder and process (one listing, not one per write, in a folder of 100,000 CAM files)."""
-    key = folder  # as the writers spell it: no resolve() syscalls on every write
-    if key not in _stale:
+    if folder not in _stale:  # keyed as the writers spell it: no resolve() syscalls on every write
         found: dict[str, list[Path]] = {}
         with os.scandir(folder) as entries:
             for entry in entries:
@@ -96,8 +95,8 @@ def _stale_temporaries(folder: Path) -> dict[str, list[Path]]:
                 with contextlib.suppress(OSError):
                     if match and entry.is_file() and entry.stat().st_mtime < _STARTED:
                         found.setdefault(match["target"], []).append(Path(entry.path))
-        _stale[key] = found
-    return _stale[key]
+        _stale[folder] = found
+    return _stale[folder]
 
 
 _writes: dict[str, int] = {}

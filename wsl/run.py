@@ -114,7 +114,8 @@ def _hydra_main(cfg: DictConfig) -> None:
             raise
         # The process that failed reports its own error; this one says only why it stops (exit 1: torchrun
         # --max-restarts restarts the group, or reports the failure).
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
         log.error("rank %d stops: another process of the group failed or was stopped (%s)", dist.rank(),
                   first.split("] ", 1)[-1])  # fmt: skip
         sys.exit(1)

@@ -202,6 +202,13 @@ def segmodel_meta(cfg: DictConfig, grid: tuple[int, int]) -> dict[str, Any]:
     }
 
 
+def other_segmodel(cfg: DictConfig, checkpoint: dict) -> str | None:
+    """The ``segmodel`` a network checkpoint was trained as, when it is not ``cfg``'s (None: it fits, or
+    the checkpoint does not say)."""
+    name = checkpoint.get("segmodel")
+    return name if name not in (None, cfg.segmodel.name) else None
+
+
 def load_segmodel(cfg: DictConfig, device: torch.device, path: Path | None = None,
                   state: dict | None = None) -> torch.nn.Module:  # fmt: skip
     """The trained SEC network (``sec/<cam>/final.pt`` unless ``path``), in eval mode on ``device``;
@@ -211,8 +218,8 @@ def load_segmodel(cfg: DictConfig, device: torch.device, path: Path | None = Non
         if not path.is_file():
             raise UserError(f"no SEC network at {path}: run `python -m wsl.run stage=sec` first")
         state = io.load_checkpoint(path)
-    if state.get("segmodel") not in (None, cfg.segmodel.name):
-        raise UserError(f"{path} holds segmodel={state['segmodel']}, not segmodel={cfg.segmodel.name}")
+    if other := other_segmodel(cfg, state):
+        raise UserError(f"{path} holds segmodel={other}, not segmodel={cfg.segmodel.name}")
     model = build_segmodel(cfg, from_checkpoint=True)
     fit_state_dict(model, io.weights_of(state), str(path), f"segmodel={cfg.segmodel.name}")
     return model.to(device).eval()

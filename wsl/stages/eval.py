@@ -92,9 +92,9 @@ def _networks(cfg: DictConfig, mine: list[int]) -> dict:
     with CRFPool(st.crf_processes if st.net_crf else 0) as pool:
         for name, path, size in nets:
             started, state = time.time(), io.load_checkpoint(path)  # read once: its segmodel, its weights
-            if state.get("segmodel") not in (None, cfg.segmodel.name):
+            if other := common.other_segmodel(cfg, state):
                 log.warning("%s holds another network than segmodel=%s: left out (score it with segmodel=%s)",
-                            path, cfg.segmodel.name, state["segmodel"])  # fmt: skip
+                            path, cfg.segmodel.name, other)  # fmt: skip
                 continue
             model = common.load_segmodel(cfg, device, path, state)
             del state
